@@ -1,0 +1,1 @@
+"""The hyperkube command."""

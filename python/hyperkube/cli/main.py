@@ -1,0 +1,46 @@
+"""The ``hyperkube`` command: one entry point for every daemon and tool.
+
+Each subcommand lives in its own module under ``hyperkube.cli`` and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` (returning an exit code).
+Modules are listed in ``COMMANDS``; a module whose component has not landed yet is simply
+absent, so ``hyperkube --help`` always shows what this build can do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Subcommand modules, in help order.
+COMMANDS: tuple[str, ...] = ("version", "up")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hyperkube",
+        description="A Kubernetes-compatible orchestrator: apiserver, scheduler, controllers, "
+        "kubelet and proxy in one command.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"hyperkube.cli.{name}_cmd")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
