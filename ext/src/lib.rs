@@ -5,11 +5,17 @@
 
 use pyo3::prelude::*;
 
+mod proxy;
+mod sched;
 mod selector;
+mod watch;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     selector::register(m)?;
+    sched::register(m)?;
+    watch::register(m)?;
+    proxy::register(m)?;
     Ok(())
 }

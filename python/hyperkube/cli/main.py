@@ -14,7 +14,22 @@ import sys
 from collections.abc import Sequence
 
 # Subcommand modules, in help order.
-COMMANDS: tuple[str, ...] = ("version", "up")
+# A module that does not exist yet (its component has not landed) is skipped.
+COMMANDS: tuple[str, ...] = (
+    "up",
+    "server",
+    "scheduler",
+    "controller_manager",
+    "kubelet",
+    "proxy",
+    "agent",
+    "schedule",
+    "store",
+    "image",
+    "kubectl",
+    "status",
+    "version",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        module = importlib.import_module(f"hyperkube.cli.{name}_cmd")
+        modname = f"hyperkube.cli.{name}_cmd"
+        try:
+            module = importlib.import_module(modname)
+        except ModuleNotFoundError as e:
+            if e.name != modname:
+                raise
+            continue
         module.register(sub)
     return parser
 

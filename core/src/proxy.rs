@@ -1,0 +1,1 @@
+//! The `proxy` hot path (see DESIGN.md). Filled in by the proxy work.

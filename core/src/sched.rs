@@ -1,0 +1,1 @@
+//! The `sched` hot path (see DESIGN.md). Filled in by the sched work.

@@ -1,0 +1,1 @@
+//! The `watch` hot path (see DESIGN.md). Filled in by the watch work.
