@@ -47,6 +47,7 @@ lint: setup
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --release -q -- -D warnings
 	$(VENV)/bin/ruff check python tests benchmarks
+	$(VENV)/bin/ruff format --check -q python tests benchmarks
 	$(VENV)/bin/python -m mypy.stubtest hyperkube._native --allowlist .stubtest-allowlist
 
 test-rust: setup

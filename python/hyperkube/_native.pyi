@@ -43,18 +43,15 @@ def validate_label_value(value: str) -> list[str]: ...
 def validate_dns1123_subdomain(value: str) -> list[str]: ...
 def validate_dns1123_label(value: str) -> list[str]: ...
 
-
 # --- scheduler engine (core/src/sched) ----------------------------------------------------
 # (sched section: only the scheduler work edits between these markers)
 
 # --- end sched section --------------------------------------------------------------------
 
-
 # --- watch fan-out (core/src/watch.rs) ----------------------------------------------------
 # (watch section: only the API server work edits between these markers)
 
 # --- end watch section --------------------------------------------------------------------
-
 
 # --- proxy rule generation (core/src/proxy.rs) --------------------------------------------
 # (proxy section: only the proxy work edits between these markers)
