@@ -187,3 +187,56 @@ async def test_static_and_bootstrap_tokens(tmp_path) -> None:
     with pytest.raises(Unauthorized, match="no credentials"):
         await authn.authenticate(None, None)
     assert (await authn.authenticate(None, ("admin", ["system:masters"]))).name == "admin"
+
+
+def test_node_authorizer_limits_kubelets_to_their_pods() -> None:
+    from hyperkube.apiserver.auth.node import NodeAuthorizer
+
+    pods = {
+        "n1": [
+            {
+                "metadata": {"namespace": "dev", "name": "a"},
+                "spec": {
+                    "nodeName": "n1",
+                    "volumes": [{"name": "s", "secret": {"secretName": "a-secret"}}],
+                    "containers": [{"name": "c", "envFrom": [{"configMapRef": {"name": "a-cm"}}]}],
+                },
+            }
+        ],
+        "n2": [
+            {
+                "metadata": {"namespace": "dev", "name": "b"},
+                "spec": {"nodeName": "n2", "volumes": [{"name": "s", "secret": {"secretName": "b-secret"}}]},
+            }
+        ],
+    }
+    node_authz = NodeAuthorizer(lambda n: pods.get(n, []))
+    kubelet = UserInfo("system:node:n1", ("system:nodes", "system:authenticated"))
+
+    def decide(**kw: str) -> bool:
+        a = Attributes(kubelet, **kw)
+        d = node_authz.authorize(a)
+        return _authz().authorize(a).allowed if d is None else d.allowed
+
+    assert decide(verb="get", namespace="dev", resource="secrets", name="a-secret")
+    assert decide(verb="get", namespace="dev", resource="configmaps", name="a-cm")
+    assert not decide(verb="get", namespace="dev", resource="secrets", name="b-secret")
+    assert not decide(verb="list", namespace="dev", resource="secrets")
+    assert not decide(verb="get", namespace="other", resource="secrets", name="a-secret")
+    assert decide(verb="patch", resource="nodes", name="n1", subresource="status")
+    assert not decide(verb="patch", resource="nodes", name="n2", subresource="status")
+    assert decide(
+        verb="update",
+        namespace="kube-node-lease",
+        resource="leases",
+        api_group="coordination.k8s.io",
+        name="n1",
+    )
+    assert not decide(
+        verb="update",
+        namespace="kube-node-lease",
+        resource="leases",
+        api_group="coordination.k8s.io",
+        name="n2",
+    )
+    assert decide(verb="list", resource="pods")
