@@ -24,6 +24,7 @@ from tests.integration.storage import fixtures
 from tests.integration.storage.fixtures import BACKENDS, StoreFactory
 
 store_factory = fixtures.store_factory  # the parametrized fixture, shared by the storage suites
+etcd_server = fixtures.etcd_server
 
 pytestmark = pytest.mark.parametrize("store_factory", BACKENDS, indirect=True)
 
@@ -244,9 +245,9 @@ async def test_watch_from_old_revision_with_prev_values(store_factory: StoreFact
 async def test_compaction(store_factory: StoreFactory, prefix: str) -> None:
     s = await store_factory()
     kv = await s.create(prefix + "a", b"1")
+    old = await s.current_revision()
     gone = await s.create(prefix + "gone", b"x")
     await s.delete(prefix + "gone")
-    old = await s.current_revision()
     await s.update(prefix + "a", b"2")
     mid = await s.current_revision()
     await s.update(prefix + "a", b"3")
