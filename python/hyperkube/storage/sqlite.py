@@ -114,6 +114,9 @@ def _range_sql(prefix: str, after: str | None) -> tuple[str, list[Any]]:
     return " AND ".join(clauses), args
 
 
+_Events = list[Event]  # (the class's `list` method shadows the builtin in annotations)
+
+
 class _Op:
     __slots__ = ("kind", "key", "value", "expected", "future", "result")
 
@@ -627,7 +630,7 @@ class SQLiteStore:
 
     def _history_sync(
         self, conn: sqlite3.Connection, prefix: str, after: int, upto: int, limit: int
-    ) -> tuple[list[Event], int]:
+    ) -> tuple[_Events, int]:
         """Events under prefix with after < revision <= upto (at most `limit` rows scanned)."""
         conn.execute("BEGIN")
         try:
