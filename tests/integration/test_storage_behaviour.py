@@ -135,6 +135,7 @@ async def test_list_pagination_at_fixed_revision_while_writing(
         got = list(first.items)
         rev = first.revision
         assert first.remaining is not None and first.remaining > 0
+        remaining = [(len(got), first.remaining)]
         cont = first.continue_key
         pages = 1
         while cont is not None:
@@ -142,6 +143,7 @@ async def test_list_pagination_at_fixed_revision_while_writing(
             page = await s.list(prefix, limit=7, continue_key=cont, revision=rev)
             assert page.revision == rev
             got.extend(page.items)
+            remaining.append((len(got), page.remaining))
             cont = page.continue_key
             pages += 1
     finally:
@@ -156,6 +158,8 @@ async def test_list_pagination_at_fixed_revision_while_writing(
         (kv.key, kv.value, kv.mod_revision) for kv in got
     ]
     assert full.continue_key is None
+    # each page says how many keys follow it (Kubernetes' remainingItemCount)
+    assert remaining == [(n, len(got) - n) for n, _ in remaining]
     assert pages == -(-len(got) // 7)
     if rev == snapshot:
         assert keys == names and all(kv.value == kv.key.encode() for kv in got)
