@@ -321,38 +321,56 @@ fn group<'py>(
         order[fill[r as usize]] = row;
         fill[r as usize] += 1;
     }
-    let mut lines: Vec<Option<Bound<'py, PyBytes>>> = vec![None; n_events * 3];
-    let mut get = |row: usize| -> PyResult<Bound<'py, PyBytes>> {
+    // line key of each row, in watcher-grouped order
+    let mut keys = Vec::with_capacity(order.len());
+    for &row in &order {
         let (e, t) = (eidx[row], types[row]);
         if e < 0 || e as usize >= n_events || !(0..=2).contains(&t) {
             return Err(PyValueError::new_err(format!(
                 "row {row}: event_index {e} / event_type {t} out of range ({n_events} events, types 0..2)"
             )));
         }
-        let k = e as usize * 3 + t as usize;
-        if let Some(b) = &lines[k] {
+        keys.push(e as u32 * 3 + t as u32);
+    }
+    let mut lines: Vec<Option<Bound<'py, PyBytes>>> = vec![None; n_events * 3];
+    let mut get = |k: u32| -> PyResult<Bound<'py, PyBytes>> {
+        if let Some(b) = &lines[k as usize] {
             return Ok(b.clone());
         }
-        let b = line(py, e as usize, t, objects, prev_objects, kinds)?;
-        lines[k] = Some(b.clone());
+        let b = line(
+            py,
+            (k / 3) as usize,
+            (k % 3) as i8,
+            objects,
+            prev_objects,
+            kinds,
+        )?;
+        lines[k as usize] = Some(b.clone());
         Ok(b)
     };
+    // watchers with the same sequence of lines (e.g. every informer without a selector)
+    // share one payload
+    let mut joined: HashMap<&[u32], Bound<'py, PyBytes>> = HashMap::new();
     let mut payloads = Vec::with_capacity(uniq.len());
     let mut parts: Vec<Bound<'py, PyBytes>> = Vec::new();
     for w in 0..uniq.len() {
-        let rows = &order[start[w]..start[w + 1]];
-        if rows.len() == 1 {
-            payloads.push(get(rows[0])?.unbind());
+        let seq = &keys[start[w]..start[w + 1]];
+        if seq.len() == 1 {
+            payloads.push(get(seq[0])?.unbind());
+            continue;
+        }
+        if let Some(b) = joined.get(seq) {
+            payloads.push(b.clone().unbind());
             continue;
         }
         parts.clear();
         let mut total = 0;
-        for &row in rows {
-            let b = get(row)?;
+        for &k in seq {
+            let b = get(k)?;
             total += b.as_bytes().len();
             parts.push(b);
         }
-        let joined = PyBytes::new_with(py, total, |buf| {
+        let b = PyBytes::new_with(py, total, |buf| {
             let mut at = 0;
             for p in &parts {
                 let s = p.as_bytes();
@@ -361,7 +379,8 @@ fn group<'py>(
             }
             Ok(())
         })?;
-        payloads.push(joined.unbind());
+        joined.insert(seq, b.clone());
+        payloads.push(b.unbind());
     }
     Ok((uniq, payloads))
 }

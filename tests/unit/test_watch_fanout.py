@@ -192,13 +192,21 @@ def test_fanout_payloads_share_lines_and_keep_event_order() -> None:
     fan = _native.WatchFanout()
     fan.add(5, "ns")
     fan.add(6, "ns")
-    evs: list[ref.Event] = [(A, "ns", None, None, None, None), (M, "ns", None, None, None, None)]
+    evs: list[ref.Event] = [
+        (A, "ns", None, {"metadata.name": "y"}, None, None),
+        (M, "ns", None, {"metadata.name": "x"}, None, {"metadata.name": "y"}),
+    ]
     ids, payloads = fan.fanout(evs[:1], [b'{"a":1}'])
     assert ids == [5, 6]
     assert payloads[0] == b'{"type":"ADDED","object":{"a":1}}\n'
     assert payloads[0] is payloads[1]  # encoded once, the same object for every watcher
     ids, payloads = fan.fanout(evs, [b"{}", b"[]"])
     assert payloads == [b'{"type":"ADDED","object":{}}\n{"type":"MODIFIED","object":[]}\n'] * 2
+    assert payloads[0] is payloads[1]  # same lines in the same order: joined once, shared
+    fan.add(7, "ns", "", "metadata.name=x")  # sees only the second event
+    ids, payloads = fan.fanout(evs, [b"{}", b"[]"], [None, None])
+    assert ids == [5, 6, 7]
+    assert payloads[2] == b'{"type":"ADDED","object":[]}\n'
     for line in payloads[0].splitlines():
         assert set(json.loads(line)) == {"type", "object"}
 
