@@ -191,7 +191,8 @@ impl Fanout {
         self.by_id.contains_key(&id)
     }
 
-    /// Register a watcher. `namespace` `None` watches all namespaces. Selectors are in string
+    /// Register a watcher. `namespace` `None` or `""` (upstream's `NamespaceAll`) watches all
+    /// namespaces. Selectors are in string
     /// form; a parse error is returned with the selector's own message.
     pub fn add(
         &mut self,
@@ -221,6 +222,7 @@ impl Fanout {
         if self.by_id.contains_key(&id) {
             return Err(format!("watcher {id} is already registered"));
         }
+        let namespace = namespace.filter(|ns| !ns.is_empty());
         if sel.nothing {
             return Err(
                 "a watcher's label selector cannot be the selector that matches nothing".into(),
@@ -655,6 +657,10 @@ mod tests {
         f.add(2, None, "", "spec.nodeName!=").unwrap();
         let rows = run(&f, &[ev(&f, ADDED, "", &[], &[], None)]);
         assert_eq!(rows, vec![(1, 0, ADDED)]);
+        // "" is NamespaceAll
+        f.add(3, Some(""), "", "").unwrap();
+        let rows = run(&f, &[ev(&f, ADDED, "x", &[], &[], None)]);
+        assert_eq!(rows, vec![(1, 0, ADDED), (3, 0, ADDED)]);
     }
 
     #[test]

@@ -77,6 +77,11 @@ class WatchFanout:
     such as ``spec.nodeName=node-7`` first, else a label ``=`` or ``in``), so an event is tested
     only against the watchers that can match it, plus those with no exact-match requirement.
     Matching runs with the GIL released. Not for concurrent use from several threads.
+
+    Use in a watch cache: register each watcher (``add``) when it attaches and ``remove`` it when
+    it goes; for every batch of store events (one or many) call ``fanout(events, objects,
+    prev_objects)`` and hand each ``payload`` to its watcher's writer, one write per watcher per
+    batch. To replay the cache window to a new watcher, use a WatchFanout holding only it.
     """
 
     def __new__(cls) -> WatchFanout: ...
@@ -87,10 +92,11 @@ class WatchFanout:
         label_selector: str = "",
         field_selector: str = "",
     ) -> None:
-        """Register a watcher. ``namespace`` None watches every namespace. Selectors are the
-        string forms of the labelSelector and fieldSelector query parameters. Raises ValueError
-        for an id already registered or a selector that does not parse (the message says which
-        selector and why). Whether a field is supported for the resource is the caller's check.
+        """Register a watcher. ``namespace`` None or "" (upstream's NamespaceAll) watches every
+        namespace. Selectors are the string forms of the labelSelector and fieldSelector query
+        parameters. Raises ValueError for an id already registered or a selector that does not
+        parse (the message says which selector and why). Whether a field is supported for the
+        resource is the caller's check.
         """
     def remove(self, watcher_id: int) -> bool:
         """Unregister a watcher; False when it was not registered."""

@@ -4,8 +4,8 @@ Upstream's cacher (`cache_watcher.go`, `convertToWatchEvent`) decides per watche
 ADDED and DELETED events go to watchers whose namespace and selectors match the object (for
 DELETED, its last state); a MODIFIED event is MODIFIED when both the new and previous state
 match, ADDED when only the new one does, DELETED (with the previous object) when only the
-previous one does. Fields absent from an event's field set read as "" (upstream's fields.Set).
-No index: every watcher is tested against every event. Rows are ordered by event, then watcher.
+previous one does. A watcher's namespace None or "" (NamespaceAll) means every namespace.
+Fields absent from an event's field set read as "" (upstream's fields.Set). No index: every watcher is tested against every event. Rows are ordered by event, then watcher.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class Watcher:
 
     def outcome(self, ev: Event) -> int | None:
         kind, ns, labels, fields, prev_labels, prev_fields = ev
-        if self.namespace is not None and self.namespace != (ns or ""):
+        if self.namespace and self.namespace != (ns or ""):
             return None
         if kind != MODIFIED:
             return kind if self.matches(labels, fields) else None
