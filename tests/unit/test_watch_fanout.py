@@ -253,3 +253,24 @@ def test_watch_frames() -> None:
     assert json.loads(lines[2]) == {"type": "ERROR", "object": {"kind": "Status"}}
     with pytest.raises(ValueError, match=r"types\[0\]"):
         _native.watch_frames([5], [b"{}"])
+
+
+def test_benchmark_workload_small() -> None:
+    """The benchmark's path at small scale: 10,000 watchers (kubelets, namespaced label
+    selectors, informers), realistic pod events, grouped payloads equal to the reference's."""
+    import random
+
+    from benchmarks import watch as bench
+
+    rnd = random.Random(3)
+    specs = bench.watchers(rnd)
+    evs, objs, prevs = bench.events(12, rnd)
+    fan = _native.WatchFanout()
+    for wid, ns, lsel, fsel in specs:
+        fan.add(wid, ns, lsel, fsel)
+    rows = ref.dispatch([ref.Watcher(*s) for s in specs], evs)
+    assert native_rows(fan, evs) == rows
+    assert len({e for _, e, _ in rows}) == len(evs)  # every event reaches someone (the informers)
+    assert fan.fanout(evs, objs, prevs) == ref.group_frames(rows, objs, prevs)
+    queues = [[] for _ in specs]
+    assert bench.deliver_native(fan, evs, objs, prevs, 5, queues) == len({(w, s // 5) for w, s, _ in rows})
