@@ -443,31 +443,28 @@ impl Fanout {
         event_index: &mut Vec<i32>,
         types: &mut Vec<i8>,
     ) {
-        let mut stamp = vec![u32::MAX; self.slots.len()];
         let mut hits: Vec<(i64, i8)> = Vec::new();
-        for (e, ev) in events.iter().enumerate() {
-            let epoch = e as u32;
+        // bucket candidates of one partition: a watcher filed under several buckets (`in`), or
+        // reached through both the current and the previous value, is found more than once
+        let mut cand: Vec<u32> = Vec::new();
+        for (e, ev) in (0i32..).zip(events) {
             hits.clear();
             let parts = [self.namespaced.get(ev.namespace.as_str()), Some(&self.all)];
             for part in parts.into_iter().flatten() {
-                for &slot in &part.always {
-                    let w = self.slots[slot as usize].as_ref().expect("live slot");
-                    hits.push((w.id, ev.kind));
-                }
-                let mut test = |slot: u32, hits: &mut Vec<(i64, i8)>| {
-                    let st = &mut stamp[slot as usize];
-                    if *st == epoch {
-                        return;
-                    }
-                    *st = epoch;
+                let test = |slot: u32, hits: &mut Vec<(i64, i8)>| {
                     let w = self.slots[slot as usize].as_ref().expect("live slot");
                     if let Some(t) = self.outcome(w, ev) {
                         hits.push((w.id, t));
                     }
                 };
+                for &slot in &part.always {
+                    let w = self.slots[slot as usize].as_ref().expect("live slot");
+                    hits.push((w.id, ev.kind));
+                }
                 for &slot in &part.rest {
                     test(slot, &mut hits);
                 }
+                cand.clear();
                 for &(attr, _) in &part.attrs {
                     let value = |s: &State| match attr {
                         Attr::Field(f) => Some(s.field(f, self.empty)),
@@ -483,17 +480,20 @@ impl Fanout {
                         .flatten()
                     {
                         if let Some(bucket) = part.buckets.get(&(attr, v)) {
-                            for &slot in bucket {
-                                test(slot, &mut hits);
-                            }
+                            cand.extend_from_slice(bucket);
                         }
                     }
+                }
+                cand.sort_unstable();
+                cand.dedup();
+                for &slot in &cand {
+                    test(slot, &mut hits);
                 }
             }
             hits.sort_unstable_by_key(|h| h.0);
             for &(id, t) in &hits {
                 ids.push(id);
-                event_index.push(e as i32);
+                event_index.push(e);
                 types.push(t);
             }
         }
