@@ -372,19 +372,19 @@ CONTAINERS = (
     ("short-nodeports", "map short-nodeports { type inet_proto . inet_service : verdict ; }"),
     (
         "backends",
-        "map backends { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport ; }",
+        "map backends { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . tcp dport ; }",
     ),
     (
         "np-backends",
-        "map np-backends { typeof meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport ; }",
+        "map np-backends { typeof meta l4proto . th dport . numgen random mod 1 : ip daddr . tcp dport ; }",
     ),
     (
         "short-backends",
-        "map short-backends { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport ; }",
+        "map short-backends { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . tcp dport ; }",
     ),
     (
         "short-np-backends",
-        "map short-np-backends { typeof meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport ; }",
+        "map short-np-backends { typeof meta l4proto . th dport . numgen random mod 1 : ip daddr . tcp dport ; }",
     ),
     ("no-endpoints", "map no-endpoints { type ipv4_addr . inet_proto . inet_service : verdict ; }"),
     ("no-endpoint-nodeports", "map no-endpoint-nodeports { type inet_proto . inet_service : verdict ; }"),
@@ -632,8 +632,9 @@ def render_nftables(
                 added += len(els[k])
     else:
         for ch in sorted(chains - previous.chains):
-            out.append(f"add chain ip {t} {ch}")
-            out += [f"add rule ip {t} {ch} {line}" for line in chain_rules(ch, cluster_cidr, masquerade_all)]
+            out.append(f"table ip {t} {{ chain {ch} {{")
+            out += [f"\t{line}" for line in chain_rules(ch, cluster_cidr, masquerade_all)]
+            out += ["}", "}"]
         for k, (name, _) in enumerate(CONTAINERS):
             old = previous.elements[k]
             dels = [key for key in old if key not in els[k]]

@@ -47,10 +47,13 @@ pub const CONTAINERS: [(&str, &str); 13] = [
         "short-nodeports",
         "map short-nodeports { type inet_proto . inet_service : verdict ; }",
     ),
-    ("backends", "map backends { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport ; }"),
-    ("np-backends", "map np-backends { typeof meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport ; }"),
-    ("short-backends", "map short-backends { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport ; }"),
-    ("short-np-backends", "map short-np-backends { typeof meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport ; }"),
+    // The data is declared as `ip daddr . tcp dport` (an inet_service either way): with
+    // `th dport` there, nft 1.0.6 fails to load later rules that use the map ("conflicting
+    // protocols specified: ip vs. th") once it reads the map's type back from the kernel.
+    ("backends", "map backends { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . tcp dport ; }"),
+    ("np-backends", "map np-backends { typeof meta l4proto . th dport . numgen random mod 1 : ip daddr . tcp dport ; }"),
+    ("short-backends", "map short-backends { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . tcp dport ; }"),
+    ("short-np-backends", "map short-np-backends { typeof meta l4proto . th dport . numgen random mod 1 : ip daddr . tcp dport ; }"),
     (
         "no-endpoints",
         "map no-endpoints { type ipv4_addr . inet_proto . inet_service : verdict ; }",
@@ -503,10 +506,13 @@ pub fn render(m: &Model, cfg: &Config, prev: Option<&State>) -> Output {
             let new_chains: Vec<&String> = c.chains.difference(&p.chains).collect();
             let old_chains: Vec<&String> = p.chains.difference(&c.chains).collect();
             for ch in &new_chains {
-                let _ = writeln!(out, "add chain ip {t} {ch}");
+                // Block syntax: nft 1.0.6 rejects `dnat ip to <concat> map` in a one-line
+                // `add rule` ("conflicting protocols") but takes it inside a chain block.
+                let _ = writeln!(out, "table ip {t} {{ chain {ch} {{");
                 for l in chain_rules(ch, cfg) {
-                    let _ = writeln!(out, "add rule ip {t} {ch} {l}");
+                    let _ = writeln!(out, "\t{l}");
                 }
+                out.push_str("}\n}\n");
             }
             for (k, (name, _)) in CONTAINERS.iter().enumerate() {
                 let old = p.elements.get(k);
