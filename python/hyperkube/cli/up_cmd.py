@@ -17,6 +17,7 @@ import importlib.util
 import os
 import shutil
 import signal
+import socket
 import subprocess
 
 import aiohttp
@@ -105,6 +106,16 @@ def components(args: argparse.Namespace) -> list[Component]:
     return out
 
 
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def missing_components(args: argparse.Namespace) -> list[str]:
     wanted = {"scheduler": "scheduler", "controller_manager": "controller-manager"}
     if args.nodes:
@@ -133,6 +144,13 @@ def summary(args: argparse.Namespace) -> None:
 async def run_async(args: argparse.Namespace) -> int:
     if not _have("server"):
         say("error: the API server is not in this build yet; `hyperkube up` needs it")
+        return 1
+    busy = [p for p in (args.port, args.scheduler_port, args.controller_manager_port) if not port_free(p)]
+    if busy:
+        say(
+            f"error: port(s) {', '.join(map(str, busy))} on 127.0.0.1 already in use (another cluster?); "
+            "stop it or pick others with --port / --scheduler-port / --controller-manager-port"
+        )
         return 1
     os.makedirs(args.data_dir, exist_ok=True)
     sup = Supervisor(os.path.join(args.data_dir, "logs"))
