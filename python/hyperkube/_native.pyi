@@ -116,8 +116,9 @@ class WatchFanout:
         payload per watcher that gets anything. ``objects[i]`` is event i's object as JSON;
         ``prev_objects[i]`` the previous object's JSON (with event i's resourceVersion), needed
         only when a MODIFIED event yields a DELETED row (else ValueError). To encode previous
-        objects only when needed, call ``dispatch``, then encode the events ``i`` in
-        ``event_index[(event_type == 2) & (types[event_index] == 1)]``, then ``group_frames``.
+        objects only when needed, call ``dispatch``, encode the previous object of the events
+        ``event_index[(event_type == 2) & (kinds[event_index] == 1)]`` (``kinds``: the events'
+        own types as an array), then call ``group_frames``.
         """
 
 def group_frames(
@@ -131,8 +132,8 @@ def group_frames(
 
     Each (event, type) line ``{"type":"MODIFIED","object":<objects[i]>}\\n`` is framed once. A
     watcher that gets one line receives that shared bytes object; one that gets several
-    receives their concatenation in event order, so the caller does one write per watcher per
-    batch. A DELETED row takes ``prev_objects[i]`` when given and not None, else
+    receives their concatenation in event order (joined once and shared by every watcher with
+    the same lines), so the caller does one write per watcher per batch. A DELETED row takes ``prev_objects[i]`` when given and not None, else
     ``objects[i]``. A None object that some row needs raises ValueError.
     """
 
