@@ -115,6 +115,7 @@ class RefCluster:
         self.profile = profile or default_profile()
         self.nodes: dict[str, Spec] = {}
         self.pods: dict[str, tuple[Spec, str]] = {}
+        self.by_node: dict[str, dict[str, Spec]] = defaultdict(dict)
 
     # ---- state
     def add_node(self, spec: Spec) -> None:
@@ -122,18 +123,20 @@ class RefCluster:
 
     def remove_node(self, name: str) -> None:
         del self.nodes[name]
-        for k in [k for k, (_, n) in self.pods.items() if n == name]:
+        for k in list(self.by_node.pop(name, {})):
             del self.pods[k]
 
     def add_pod(self, spec: Spec, node: str) -> None:
         assert spec["key"] not in self.pods
         self.pods[spec["key"]] = (spec, node)
+        self.by_node[node][spec["key"]] = spec
 
     def remove_pod(self, key: str) -> None:
-        del self.pods[key]
+        _, node = self.pods.pop(key)
+        del self.by_node[node][key]
 
     def pods_on(self, node: str) -> list[Spec]:
-        return [p for p, n in self.pods.values() if n == node]
+        return list(self.by_node.get(node, {}).values())
 
     def labels(self, node: str) -> dict[str, str]:
         return dict(self.nodes[node]["labels"])

@@ -1913,8 +1913,65 @@ impl Cluster {
 
     /// Schedule one pod: the chosen node slot, or upstream's FitError message.
     pub fn schedule(&mut self, pod: &CPod, tie: TieBreak) -> Result<u32, String> {
+        if let Some(n) = self.schedule_local(pod, tie) {
+            return Ok(n);
+        }
         let s = self.evaluate(pod, false)?;
         Ok(self.select(&s, tie))
+    }
+
+    /// The fast path for pods whose every filter and score is local (no topology spread, no
+    /// inter-pod affinity anywhere in the cluster, no preferred node affinity, no
+    /// PreferNoSchedule taints): one pass over the cached local totals finds the best score and
+    /// how many nodes share it, without materializing per-node vectors. The constant
+    /// TaintToleration score (100 on every node) does not change the choice. `None` when the
+    /// pod needs the general path (or fits nowhere, for the diagnosis).
+    fn schedule_local(&mut self, pod: &CPod, tie: TieBreak) -> Option<u32> {
+        if !pod.hard.is_empty()
+            || !pod.soft.is_empty()
+            || !pod.aff.is_empty()
+            || !pod.anti.is_empty()
+            || !pod.paff.is_empty()
+            || !pod.panti.is_empty()
+            || !self.aff_pods.is_empty()
+            || !pod.shape.preferred.is_empty()
+            || self.prefer_taint_nodes != 0
+        {
+            return None;
+        }
+        let ci = self.local_cache(pod);
+        let c = &self.caches[ci];
+        let mut best = i64::MIN;
+        let mut count = 0u64;
+        let mut first = u32::MAX;
+        for (n, (&f, &s)) in c.flags.iter().zip(&c.score).enumerate() {
+            if f & F_FEAS != 0 {
+                if s > best {
+                    best = s;
+                    count = 1;
+                    first = n as u32;
+                } else if s == best {
+                    count += 1;
+                }
+            }
+        }
+        if count == 0 {
+            return None;
+        }
+        if tie == TieBreak::First || count == 1 {
+            return Some(first);
+        }
+        let mut k = self.next_rand() % count;
+        let c = &self.caches[ci];
+        for n in first as usize..c.flags.len() {
+            if c.flags[n] & F_FEAS != 0 && c.score[n] == best {
+                if k == 0 {
+                    return Some(n as u32);
+                }
+                k -= 1;
+            }
+        }
+        unreachable!("tie index within count")
     }
 
     /// Place pods in order, each seeing the previous placements (assumed when `assume`).

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
 DEFAULT_MILLI_CPU = 100
@@ -91,6 +92,12 @@ def _units(q: Fraction) -> int:
     return math.ceil(q)
 
 
+@lru_cache(maxsize=4096)
+def _amount(name: str, value: str) -> int:
+    q = parse_quantity(value)
+    return _milli(q) if name == "cpu" else _units(q)
+
+
 def _resource_list(rl: object, field: str) -> dict[str, int]:
     """A ResourceList as integers: cpu in milli, everything else in units (rounded up)."""
     if not rl:
@@ -99,6 +106,12 @@ def _resource_list(rl: object, field: str) -> dict[str, int]:
         raise SpecError(f"{field}: must be a map of resource name to quantity")
     out = {}
     for name, v in rl.items():
+        if isinstance(v, str) and isinstance(name, str):
+            try:
+                out[name] = _amount(name, v)
+                continue
+            except SpecError:
+                pass
         q = parse_quantity(v, f"{field}[{name}]")
         out[str(name)] = _milli(q) if name == "cpu" else _units(q)
     return out
