@@ -431,6 +431,10 @@ mod tests {
 
     /// Upstream's `generateServiceEndpoints`: ClusterIP services svc0.. at 10.0.0.1+i, port
     /// 80+i named "8080", endpoints 172.16.0.1+j:8080.
+    pub fn upstream_like_pub(services: usize, eps: usize) -> Model {
+        upstream_like(services, eps)
+    }
+
     fn upstream_like(services: usize, eps: usize) -> Model {
         let mut m = Model::default();
         m.external_ip_offsets.push(0);
@@ -491,5 +495,44 @@ mod tests {
         assert_eq!(probability(2), "0.5000000000");
         assert_eq!(probability(3), "0.3333333333");
         assert_eq!(probability(10), "0.1000000000");
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    #[test]
+    #[ignore]
+    fn time_10k() {
+        let m = super::tests::upstream_like_pub(10000, 10);
+        let cfg = Config {
+            cluster_cidr: Some("10.0.0.0/8".into()),
+            ..Default::default()
+        };
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            let o = generate(&m, &cfg, None, &[]);
+            eprintln!("ipt {:?} {}", t.elapsed(), o.text.len());
+            let t = std::time::Instant::now();
+            let o = crate::proxy::nftables::render(
+                &m,
+                &crate::proxy::nftables::Config::default(),
+                None,
+            );
+            eprintln!("nft {:?} {}", t.elapsed(), o.text.len());
+            let t = std::time::Instant::now();
+            let o2 = crate::proxy::nftables::render(
+                &m,
+                &crate::proxy::nftables::Config::default(),
+                Some(&o.state),
+            );
+            eprintln!("nft inc {:?} {}", t.elapsed(), o2.text.len());
+            let t = std::time::Instant::now();
+            let mut h = 0usize;
+            for i in 0..110000 {
+                h += crate::proxy::hash16(&["namespace/svc1:8080", "tcp", &i.to_string()]).len();
+            }
+            eprintln!("hash {:?} {h}", t.elapsed());
+        }
     }
 }

@@ -17,6 +17,7 @@
 
 pub mod iptables;
 pub mod nftables;
+pub mod table;
 
 use sha2::{Digest, Sha256};
 
