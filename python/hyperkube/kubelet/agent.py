@@ -135,6 +135,7 @@ class Kubelet:
         relist_interval: float = 1.0,
         kubelet_port: int = 10250,
         own_informer: bool = True,
+        fake_pod_cidr: str = "",
     ) -> None:
         self.client = client
         self.node_name = node_name
@@ -152,6 +153,7 @@ class Kubelet:
         self.relist_interval = relist_interval
         self.kubelet_port = kubelet_port
         self.own_informer = own_informer
+        self.fake_pod_cidr = fake_pod_cidr
         self.workers: dict[str, PodWorker] = {}
         self.backoff: dict[tuple[str, str], tuple[float, float]] = {}  # (uid, name) -> (delay, until)
         self.volumes = PodVolumes(self.root, self._fetch, self._token)
@@ -163,6 +165,7 @@ class Kubelet:
         self._last_report = 0.0
         self._fake_ip = 0
         self._adopted: dict[str, list[ContainerStatus]] = {}
+        self._lease: dict[str, Any] | None = None
         self.started = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -365,19 +368,29 @@ class Kubelet:
                 "renewTime": nodeinfo.micro_time(),
             },
         }
+        cur = self._lease
+        if cur is not None:
+            # Upstream's kubelet updates the lease it got back last time: one request per renewal.
+            cur = dict(cur)
+            cur["spec"] = {**(cur.get("spec") or {}), **body["spec"]}
+            try:
+                self._lease = await self.client.update(LEASES, cur, "kube-node-lease")
+                return
+            except (Conflict, NotFound):
+                self._lease = None
         try:
             cur = await self.client.get(LEASES, self.node_name, "kube-node-lease")
         except NotFound:
             try:
-                await self.client.create(LEASES, body, "kube-node-lease")
+                self._lease = await self.client.create(LEASES, body, "kube-node-lease")
             except NotFound:  # the namespace does not exist yet
                 with contextlib.suppress(AlreadyExists):
                     await self.client.create(NAMESPACES, {"metadata": {"name": "kube-node-lease"}})
-                await self.client.create(LEASES, body, "kube-node-lease")
+                self._lease = await self.client.create(LEASES, body, "kube-node-lease")
             return
         cur.setdefault("spec", {}).update(body["spec"])
         with contextlib.suppress(Conflict):
-            await self.client.update(LEASES, cur, "kube-node-lease")
+            self._lease = await self.client.update(LEASES, cur, "kube-node-lease")
 
     async def _lease_loop(self) -> None:
         await asyncio.sleep(random.random() * min(self.lease_interval, 1.0))
@@ -536,6 +549,10 @@ class Kubelet:
             return PodNetwork("", self.node_ip, [self.node_ip])
         pn = self.pod_networks()
         if pn is None:
+            if self.runtime.name == "runc" and self._pod_networks is not None:
+                raise RuntimeError_(
+                    "the node has no podCIDR yet (give --pod-cidr or let the controller manager allocate one)"
+                )
             if self.hollow or self.runtime.name == "fake":
                 return PodNetwork("", self._next_fake_ip(), [])
             return PodNetwork("", self.node_ip, [self.node_ip])  # process runtime: the host's network
@@ -557,8 +574,9 @@ class Kubelet:
         import ipaddress
 
         self._fake_ip += 1
-        if self.pod_cidr:
-            net = ipaddress.ip_network(self.pod_cidr, strict=False)
+        cidr = self.pod_cidr or self.fake_pod_cidr
+        if cidr:
+            net = ipaddress.ip_network(cidr, strict=False)
             return str(net.network_address + 1 + (self._fake_ip % max(1, net.num_addresses - 2)))
         return f"10.{(self._fake_ip >> 16) & 255}.{(self._fake_ip >> 8) & 255}.{self._fake_ip & 255}"
 
