@@ -145,4 +145,33 @@ def watch_frames(types: Sequence[int], objects: Iterable[bytes]) -> list[bytes]:
 # --- proxy rule generation (core/src/proxy.rs) --------------------------------------------
 # (proxy section: only the proxy work edits between these markers)
 
+@final
+class NftablesState:
+    """The nftables table contents after a sync (elements and load-balancing chains)."""
+
+    def __len__(self) -> int: ...
+    @property
+    def chains(self) -> list[str]: ...
+    def elements(self, name: str) -> dict[str, str]: ...
+
+def proxy_render_iptables(
+    model: dict[str, object],
+    *,
+    cluster_cidr: str | None = None,
+    node_ip: str | None = None,
+    masquerade_all: bool = False,
+    changed: list[bool] | None = None,
+    existing_chains: list[str] = ...,
+) -> tuple[bytes, list[str], dict[str, int]]: ...
+def proxy_render_nftables(
+    model: dict[str, object],
+    *,
+    cluster_cidr: str | None = None,
+    node_ip: str | None = None,
+    masquerade_all: bool = False,
+    previous: NftablesState | None = None,
+) -> tuple[bytes, NftablesState, dict[str, int]]: ...
+def proxy_service_chain_name(name: str, protocol: str) -> str: ...
+def proxy_endpoint_chain_name(name: str, protocol: str, endpoint: str) -> str: ...
+
 # --- end proxy section --------------------------------------------------------------------
