@@ -67,6 +67,13 @@ def test_up_hollow_cluster_stops_and_resumes(tmp_path) -> None:
         cs = run_kubectl(kubeconfig, "get", "cs").stdout
         assert "controller-manager   Healthy" in cs and "etcd-0               Healthy" in cs
         run_kubectl(kubeconfig, "create", "configmap", "keep-me", "--from-literal=a=b")
+        status = subprocess.run(
+            [sys.executable, "-m", "hyperkube.cli.main", "status", "--data-dir", data_dir],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert status.returncode == 0, status.stderr
+        assert "Nodes          2 total, 2 Ready, 0 NotReady, 0 cordoned (2 hollow)" in status.stdout
+        assert "etcd-0               Healthy" in status.stdout
         children = _children(proc.pid)
         assert len(children) >= 3
     finally:
