@@ -255,3 +255,33 @@ def test_allocators() -> None:
     assert {ports.allocate(), ports.allocate()} == {30000, 30001}
     with pytest.raises(Exception, match="range is full"):
         ports.allocate()
+
+
+def test_prune_unknown_fields() -> None:
+    from hyperkube.apiserver import openapi
+
+    schema = openapi.kind_schema("", "v1", "Pod")
+    assert schema is not None
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "labels": {"a": "b"}, "bogus": 1},
+        "spec": {
+            "containers": [
+                {"name": "c", "image": "i", "imagee": "x", "ports": [{"containerPort": 1, "hostIP2": "x"}]}
+            ]
+        },
+        "extra": True,
+    }
+    assert openapi.prune_unknown(schema, pod) == [
+        "metadata.bogus",
+        "spec.containers[0].imagee",
+        "spec.containers[0].ports[0].hostIP2",
+        "extra",
+    ]
+    assert pod == {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "labels": {"a": "b"}},
+        "spec": {"containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 1}]}]},
+    }

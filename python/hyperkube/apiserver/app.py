@@ -192,6 +192,29 @@ def check_kind(
     return body
 
 
+def check_fields(request: web.Request, res: Resource, body: dict[str, Any]) -> None:
+    """fieldValidation: drop unknown fields always; Strict rejects them (400), Warn (the default)
+    reports them in Warning headers, Ignore says nothing."""
+    mode = request.query.get("fieldValidation", "Warn")
+    if mode not in ("Strict", "Warn", "Ignore"):
+        raise errors.bad_request(
+            f'fieldValidation: Unsupported value: "{mode}": supported values: "Ignore", "Strict", "Warn"'
+        )
+    schema = openapi.kind_schema(res.group, res.version, res.kind)
+    if schema is None:
+        return
+    unknown = openapi.prune_unknown(schema, body)
+    if not unknown:
+        return
+    listed = ", ".join(f'unknown field "{u}"' for u in unknown)
+    if mode == "Strict":
+        raise errors.bad_request(
+            f'{res.kind} in version "{res.version}" cannot be handled as a {res.kind}: strict decoding error: {listed}'
+        )
+    if mode == "Warn":
+        request["warnings"] = [f'unknown field "{u}"' for u in unknown]
+
+
 def _dry_run(q: Any) -> bool:
     vals = q.getall("dryRun", [])
     for v in vals:
@@ -256,6 +279,11 @@ class APIServer:
         except Exception as e:
             log.exception("internal error serving %s %s", request.method, request.path)
             resp = error_response(errors.internal(str(e)))
+        warnings = request.get("warnings")
+        if warnings and not resp.prepared:
+            for w in warnings:
+                escaped = w.replace("\\", "\\\\").replace('"', '\\"')
+                resp.headers.add("Warning", f'299 - "{escaped}"')
         info = request.get("info")
         if info is not None:
             verb, res_name = info
@@ -447,6 +475,7 @@ class APIServer:
                 raise errors.bad_request(
                     "the namespace of the provided object does not match the namespace sent on the request"
                 )
+            check_fields(request, res, body)
             obj = await reg.create(res, ns, body, dry_run=dry_run)
             return self.render(request, res, obj, 201)
         if verb == "update":
@@ -457,6 +486,7 @@ class APIServer:
                 res,
             )
             self._check_name(body, name or "", ns, res)
+            check_fields(request, res, body)
             obj, created = await reg.update(res, ns, name or "", body, dry_run=dry_run)
             return self.render(request, res, obj, 201 if created else 200)
         if verb == "patch":
@@ -565,7 +595,16 @@ class APIServer:
                     res, ns or "", name, lambda cur: _patched(cur, ptype, body), dry_run=dry_run
                 )
             )
-        obj = await self.registry.patch(res, ns, name, ptype, body, subresource=sub, dry_run=dry_run)
+        obj = await self.registry.patch(
+            res,
+            ns,
+            name,
+            ptype,
+            body,
+            subresource=sub,
+            dry_run=dry_run,
+            check=lambda o: check_fields(request, res, o),
+        )
         return self.render(request, res, obj)
 
     # --- subresources ---------------------------------------------------------------------------

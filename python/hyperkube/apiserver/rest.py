@@ -711,6 +711,7 @@ class Registry:
         *,
         subresource: str | None = None,
         dry_run: bool = False,
+        check: Callable[[Obj], None] | None = None,
     ) -> Obj:
         precondition: str | None = None
         if isinstance(body, dict):
@@ -727,6 +728,8 @@ class Registry:
                     "Invalid" if patch_type == "json" else "BadRequest",
                     str(e),
                 ) from None
+            if check is not None:
+                check(out)
             md = out.get("metadata")
             if isinstance(md, dict) and md.get("resourceVersion") == cur["metadata"].get("resourceVersion"):
                 md.pop("resourceVersion", None)
