@@ -288,3 +288,10 @@ def test_kubectl_127(srv: APIServerProcess, tmp_path: Path) -> None:
     assert out.split()[0] == "NAME" and "p " in out
     assert "scaled" in srv.kubectl("-n", "old", "scale", "deploy", "web", "--replicas=3", binary=old).stdout
     assert "deleted" in srv.kubectl("-n", "old", "delete", "pod", "p", binary=old).stdout
+
+
+def test_explain_pod_spec(srv: APIServerProcess) -> None:
+    out = k(srv, "explain", "pod.spec")
+    assert "KIND:       Pod" in out and "FIELD: spec <PodSpec>" in out
+    assert "containers\t<[]Container> -required-" in out
+    assert "Number of desired pods" in k(srv, "explain", "deployment.spec.replicas")

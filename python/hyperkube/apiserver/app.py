@@ -817,7 +817,7 @@ class APIServer:
         fmt: Any = ("table", include) if want_table else "json"
         cache = self.registry.cache(res)
         await cache.ensure_started()
-        w = Watcher(ns or "", lo.label_selector, lo.field_selector)
+        w = Watcher(ns or "", lo.label_selector, lo.field_selector, raw_json=not want_table)
         rv = lo.resource_version
         initial: list[dict[str, Any]] = []
         if not rv or rv == "0":
@@ -864,8 +864,11 @@ class APIServer:
                         await asyncio.wait_for(w.wake.wait(), max(wait, 0.001))
                 batch = w.drain()
                 if batch:
-                    chunks = [self._encode_event(t, ev, res, fmt) for t, ev in batch]
-                    last_rv = batch[-1][1].revision
+                    chunks = [
+                        item if isinstance(item, bytes) else self._encode_event(item[0], item[1], res, fmt)
+                        for item in batch
+                    ]
+                    last_rv = max(last_rv, w.last_rev)
                     await resp.write(b"".join(chunks))
                 if w.closed:
                     if isinstance(w.error, Compacted):
