@@ -21,8 +21,8 @@
 //! `add element` for changed keys and `add chain`/`delete chain` for kinds coming into or out of
 //! use, all in one `nft -f` transaction.
 
-use super::{categorize, Model};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use super::{categorize, FxMap, FxSet, Model};
+use std::collections::BTreeSet;
 use std::fmt::Write;
 
 pub const TABLE: &str = "hyperkube";
@@ -97,7 +97,7 @@ pub struct Config {
 /// What is in the kernel after a successful sync: every element and every dynamic chain.
 #[derive(Clone, Debug, Default)]
 pub struct State {
-    pub elements: Vec<HashMap<String, String>>,
+    pub elements: Vec<FxMap<String, String>>,
     pub chains: BTreeSet<String>,
 }
 
@@ -122,7 +122,7 @@ pub struct Output {
 /// Elements in generation order (first occurrence of a key wins).
 struct Containers {
     order: Vec<Vec<(String, String)>>,
-    seen: Vec<HashSet<String>>,
+    seen: Vec<FxSet<String>>,
     chains: BTreeSet<String>,
 }
 
@@ -328,7 +328,7 @@ impl Sink for RowElems {
 fn elements(m: &Model, node_ip: Option<u32>) -> Containers {
     let mut c = Containers {
         order: vec![Vec::new(); CONTAINERS.len()],
-        seen: vec![HashSet::new(); CONTAINERS.len()],
+        seen: vec![FxSet::default(); CONTAINERS.len()],
         chains: BTreeSet::new(),
     };
     for i in 0..m.len() {
@@ -616,7 +616,7 @@ pub fn render(m: &Model, cfg: &Config, prev: Option<&State>) -> Output {
         elements: c
             .order
             .into_iter()
-            .map(|v| v.into_iter().collect::<HashMap<_, _>>())
+            .map(|v| v.into_iter().collect::<FxMap<_, _>>())
             .collect(),
         chains: c.chains,
     };
