@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 
 import aiohttp
@@ -29,10 +30,15 @@ def _have(cmd_module: str) -> bool:
     return importlib.util.find_spec(f"hyperkube.cli.{cmd_module}_cmd") is not None
 
 
-def http_ok(url: str) -> Probe:
+def http_ok(url: str, cafile: str | None = None) -> Probe:
     async def probe() -> bool:
         timeout = aiohttp.ClientTimeout(total=2)
-        async with aiohttp.ClientSession(timeout=timeout) as s, s.get(url) as r:
+        ctx: ssl.SSLContext | bool = True
+        if cafile is not None:
+            if not os.path.exists(cafile):
+                return False  # the API server has not created its PKI yet
+            ctx = ssl.create_default_context(cafile=cafile)
+        async with aiohttp.ClientSession(timeout=timeout) as s, s.get(url, ssl=ctx) as r:
             return r.status == 200
 
     return probe
@@ -41,7 +47,7 @@ def http_ok(url: str) -> Probe:
 def components(args: argparse.Namespace) -> list[Component]:
     data_dir = os.path.abspath(args.data_dir)
     kubeconfig = os.path.join(data_dir, "kubeconfig")
-    api = f"http://127.0.0.1:{args.port}"
+    api = f"https://127.0.0.1:{args.port}"
     out = []
     server = [
         "server",
@@ -62,7 +68,7 @@ def components(args: argparse.Namespace) -> list[Component]:
         Component(
             "apiserver",
             hyperkube_argv(*server),
-            ready=http_ok(f"{api}/readyz"),
+            ready=http_ok(f"{api}/readyz", os.path.join(data_dir, "pki", "ca.crt")),
             waiting_for=f"waiting for the API server to serve {api}/readyz",
         )
     )
@@ -70,7 +76,13 @@ def components(args: argparse.Namespace) -> list[Component]:
         out.append(
             Component(
                 "scheduler",
-                hyperkube_argv("scheduler", "--kubeconfig", kubeconfig, "--port", str(args.scheduler_port)),
+                hyperkube_argv(
+                    "scheduler",
+                    "--kubeconfig",
+                    os.path.join(data_dir, "scheduler.kubeconfig"),
+                    "--port",
+                    str(args.scheduler_port),
+                ),
                 ready=http_ok(f"http://127.0.0.1:{args.scheduler_port}/healthz"),
                 waiting_for="waiting for the scheduler's /healthz",
             )
@@ -82,7 +94,7 @@ def components(args: argparse.Namespace) -> list[Component]:
                 hyperkube_argv(
                     "controller-manager",
                     "--kubeconfig",
-                    kubeconfig,
+                    os.path.join(data_dir, "controller-manager.kubeconfig"),
                     "--port",
                     str(args.controller_manager_port),
                 ),
@@ -99,7 +111,10 @@ def components(args: argparse.Namespace) -> list[Component]:
         )
     if args.nodes and _have("agent"):
         for i in range(args.nodes):
-            argv = ["agent", "--kubeconfig", kubeconfig, "--node-name", f"node-{i + 1}"]
+            # each node has its own identity (system:node:<name>); up writes its kubeconfig
+            # once the API server has created the cluster PKI (see _start_all)
+            node_kc = os.path.join(data_dir, f"kubelet-node-{i + 1}.kubeconfig")
+            argv = ["agent", "--kubeconfig", node_kc, "--node-name", f"node-{i + 1}"]
             if args.runtime:
                 argv += ["--runtime", args.runtime]
             out.append(Component(f"node-{i + 1}", hyperkube_argv(*argv)))
@@ -128,7 +143,7 @@ def missing_components(args: argparse.Namespace) -> list[str]:
 def summary(args: argparse.Namespace) -> None:
     kubeconfig = os.path.join(os.path.abspath(args.data_dir), "kubeconfig")
     print()
-    print(f"hyperkube is up: API server at http://127.0.0.1:{args.port}")
+    print(f"hyperkube is up: API server at https://127.0.0.1:{args.port}")
     print(f"  export KUBECONFIG={kubeconfig}")
     kubectl = shutil.which("kubectl")
     if kubectl:
@@ -184,6 +199,11 @@ async def run_async(args: argparse.Namespace) -> int:
 async def _start_all(sup: Supervisor, args: argparse.Namespace) -> None:
     for c in components(args):
         await sup.start(c)
+        if c.name == "apiserver" and args.nodes:
+            from hyperkube.apiserver.credentials import node_kubeconfig
+
+            for i in range(args.nodes):
+                node_kubeconfig(args.data_dir, f"node-{i + 1}")
 
 
 def run(args: argparse.Namespace) -> int:
