@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 
 import aiohttp
@@ -30,10 +31,15 @@ def _have(cmd_module: str) -> bool:
     return importlib.util.find_spec(f"hyperkube.cli.{cmd_module}_cmd") is not None
 
 
-def http_ok(url: str) -> Probe:
+def http_ok(url: str, cafile: str | None = None) -> Probe:
     async def probe() -> bool:
         timeout = aiohttp.ClientTimeout(total=2)
-        async with aiohttp.ClientSession(timeout=timeout) as s, s.get(url) as r:
+        ctx: ssl.SSLContext | bool = True
+        if cafile is not None:
+            if not os.path.exists(cafile):
+                return False  # the API server has not created its PKI yet
+            ctx = ssl.create_default_context(cafile=cafile)
+        async with aiohttp.ClientSession(timeout=timeout) as s, s.get(url, ssl=ctx) as r:
             return r.status == 200
 
     return probe
@@ -63,7 +69,7 @@ def nodes_ready(kubeconfig: str, names: list[str]) -> Probe:
 def components(args: argparse.Namespace, node_nets: list[localnet.NodeNet] | None = None) -> list[Component]:
     data_dir = os.path.abspath(args.data_dir)
     kubeconfig = os.path.join(data_dir, "kubeconfig")
-    api = f"http://127.0.0.1:{args.port}"
+    api = f"https://127.0.0.1:{args.port}"
     out = []
     server = [
         "server",
@@ -84,7 +90,7 @@ def components(args: argparse.Namespace, node_nets: list[localnet.NodeNet] | Non
         Component(
             "apiserver",
             hyperkube_argv(*server),
-            ready=http_ok(f"{api}/readyz"),
+            ready=http_ok(f"{api}/readyz", os.path.join(data_dir, "pki", "ca.crt")),
             waiting_for=f"waiting for the API server to serve {api}/readyz",
         )
     )
@@ -92,7 +98,13 @@ def components(args: argparse.Namespace, node_nets: list[localnet.NodeNet] | Non
         out.append(
             Component(
                 "scheduler",
-                hyperkube_argv("scheduler", "--kubeconfig", kubeconfig, "--port", str(args.scheduler_port)),
+                hyperkube_argv(
+                    "scheduler",
+                    "--kubeconfig",
+                    os.path.join(data_dir, "scheduler.kubeconfig"),
+                    "--port",
+                    str(args.scheduler_port),
+                ),
                 ready=http_ok(f"http://127.0.0.1:{args.scheduler_port}/healthz"),
                 waiting_for="waiting for the scheduler's /healthz",
             )
@@ -104,7 +116,7 @@ def components(args: argparse.Namespace, node_nets: list[localnet.NodeNet] | Non
                 hyperkube_argv(
                     "controller-manager",
                     "--kubeconfig",
-                    kubeconfig,
+                    os.path.join(data_dir, "controller-manager.kubeconfig"),
                     "--port",
                     str(args.controller_manager_port),
                 ),
@@ -135,7 +147,9 @@ def components(args: argparse.Namespace, node_nets: list[localnet.NodeNet] | Non
             argv = [
                 "agent",
                 "--kubeconfig",
-                kubeconfig,
+                # each node has its own identity (system:node:<name>); its kubeconfig is
+                # written once the API server has created the cluster PKI (see _start_all)
+                os.path.join(data_dir, f"kubelet-{name}.kubeconfig"),
                 "--node-name",
                 name,
                 "--data-dir",
@@ -179,7 +193,7 @@ def missing_components(args: argparse.Namespace) -> list[str]:
 def summary(args: argparse.Namespace) -> None:
     kubeconfig = os.path.join(os.path.abspath(args.data_dir), "kubeconfig")
     print()
-    print(f"hyperkube is up: API server at http://127.0.0.1:{args.port}")
+    print(f"hyperkube is up: API server at https://127.0.0.1:{args.port}")
     print(f"  export KUBECONFIG={kubeconfig}")
     kubectl = shutil.which("kubectl")
     if kubectl:
@@ -263,6 +277,11 @@ async def _start_all(
 ) -> None:
     for c in components(args, node_nets):
         await sup.start(c)
+        if c.name == "apiserver" and args.nodes:
+            from hyperkube.apiserver.credentials import node_kubeconfig
+
+            for i in range(args.nodes):
+                node_kubeconfig(args.data_dir, f"node-{i + 1}")
 
 
 def run(args: argparse.Namespace) -> int:
