@@ -156,6 +156,8 @@ def components(args: argparse.Namespace, node_nets: list[localnet.NodeNet] | Non
                 data_dir,
                 "--port",
                 "0",
+                "--proxy-kubeconfig",
+                os.path.join(data_dir, "proxy.kubeconfig"),
             ]
             argv += ["--runtime", args.runtime]
             if net is not None:
