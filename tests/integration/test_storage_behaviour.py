@@ -24,6 +24,7 @@ from tests.integration.storage import fixtures
 from tests.integration.storage.fixtures import BACKENDS, StoreFactory
 
 store_factory = fixtures.store_factory  # the parametrized fixture, shared by the storage suites
+etcd_server = fixtures.etcd_server
 
 pytestmark = pytest.mark.parametrize("store_factory", BACKENDS, indirect=True)
 
@@ -134,6 +135,7 @@ async def test_list_pagination_at_fixed_revision_while_writing(
         got = list(first.items)
         rev = first.revision
         assert first.remaining is not None and first.remaining > 0
+        remaining = [(len(got), first.remaining)]
         cont = first.continue_key
         pages = 1
         while cont is not None:
@@ -141,6 +143,7 @@ async def test_list_pagination_at_fixed_revision_while_writing(
             page = await s.list(prefix, limit=7, continue_key=cont, revision=rev)
             assert page.revision == rev
             got.extend(page.items)
+            remaining.append((len(got), page.remaining))
             cont = page.continue_key
             pages += 1
     finally:
@@ -155,6 +158,8 @@ async def test_list_pagination_at_fixed_revision_while_writing(
         (kv.key, kv.value, kv.mod_revision) for kv in got
     ]
     assert full.continue_key is None
+    # each page says how many keys follow it (Kubernetes' remainingItemCount)
+    assert remaining == [(n, len(got) - n) for n, _ in remaining]
     assert pages == -(-len(got) // 7)
     if rev == snapshot:
         assert keys == names and all(kv.value == kv.key.encode() for kv in got)
@@ -244,9 +249,9 @@ async def test_watch_from_old_revision_with_prev_values(store_factory: StoreFact
 async def test_compaction(store_factory: StoreFactory, prefix: str) -> None:
     s = await store_factory()
     kv = await s.create(prefix + "a", b"1")
+    old = await s.current_revision()
     gone = await s.create(prefix + "gone", b"x")
     await s.delete(prefix + "gone")
-    old = await s.current_revision()
     await s.update(prefix + "a", b"2")
     mid = await s.current_revision()
     await s.update(prefix + "a", b"3")

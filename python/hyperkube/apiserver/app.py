@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from hyperkube.api.errors import ApiError
 from hyperkube.api.patch import PATCH_TYPES, strategic_merge_patch
 from hyperkube.api.registry import Resource, lookup, resource
 from hyperkube.api.serialization import decode, to_json
-from hyperkube.apiserver import discovery, openapi
+from hyperkube.apiserver import discovery, hostile, openapi
 from hyperkube.apiserver.metrics import Metrics
 from hyperkube.apiserver.rest import DeleteOptions, ListOptions, Registry, parse_list_options
 from hyperkube.apiserver.watchcache import CacheEvent, Watcher, direct_watch
@@ -63,6 +62,8 @@ class Options:
     port: int = 6443
     max_body: int = MAX_BODY
     watch_window: int = 10_000
+    # hyperkube.apiserver.security.Security: authn, authz, admission, limits, audit (None: open)
+    security: Any = None
 
 
 def _response(data: Any, status: int = 200) -> web.Response:
@@ -164,8 +165,8 @@ def parse_body(
         raise errors.bad_request("the request body is empty; send a JSON object")
     try:
         if ct == "application/yaml" or ct == "application/apply-patch+yaml":
-            return yaml.safe_load(raw)
-        return json.loads(raw)
+            return hostile.loads_yaml(raw)
+        return hostile.loads_json(raw)
     except (ValueError, yaml.YAMLError) as e:
         raise errors.bad_request(f"couldn't get version/kind; json parse error: {e}") from None
 
@@ -266,7 +267,8 @@ class APIServer:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        request["user"] = ANONYMOUS_ADMIN
+        if "user" not in request:  # set by the security middleware when it runs
+            request["user"] = ANONYMOUS_ADMIN
         t0 = time.perf_counter()
         verb, res_name = request.method, ""
         try:
@@ -1017,11 +1019,16 @@ def create_app(store: Store, **options: Any) -> web.Application:
     advertise_address, port, max_body, watch_window."""
     opts = Options(**options)
     server = APIServer(store, opts)
-    app = web.Application(middlewares=[server.middleware], client_max_size=opts.max_body + 1024 * 1024)
+    sec = opts.security
+    middlewares = [sec.middleware, server.middleware] if sec is not None else [server.middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=opts.max_body + 1024 * 1024)
     app["apiserver"] = server
     app.router.add_route("*", "/{tail:.*}", server.dispatch)
     app.on_startup.append(server.on_startup)
     app.on_cleanup.append(server.on_cleanup)
+    if sec is not None:
+        app.on_startup.append(lambda _app: sec.start(server))
+        app.on_cleanup.append(lambda _app: sec.stop())
     return app
 
 
@@ -1032,6 +1039,7 @@ async def serve(
     *,
     ready: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
+    ssl_context: Any = None,
     **options: Any,
 ) -> None:
     """Run the API server until `stop` is set (or forever)."""
@@ -1041,7 +1049,7 @@ async def serve(
     app = create_app(store, **options)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024)
+    site = web.TCPSite(runner, host, port, backlog=1024, ssl_context=ssl_context)
     await site.start()
     if ready is not None:
         ready.set()

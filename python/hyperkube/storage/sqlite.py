@@ -114,6 +114,9 @@ def _range_sql(prefix: str, after: str | None) -> tuple[str, list[Any]]:
     return " AND ".join(clauses), args
 
 
+_Events = list[Event]  # (the class's `list` method shadows the builtin in annotations)
+
+
 class _Op:
     __slots__ = ("kind", "key", "value", "expected", "future", "result")
 
@@ -157,6 +160,9 @@ class SQLiteStore:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_conns: list[sqlite3.Connection] = []
         self._local = threading.local()
+        # remaining-item counts of recent pages: (prefix, revision, last key) -> count after it
+        self._remaining: dict[tuple[str, int, str | None], int] = {}
+        self._remaining_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lockfd: int | None = None
         self._compactor: asyncio.Task[None] | None = None
@@ -564,14 +570,16 @@ class SQLiteStore:
         revision: int | None,
         published: int,
     ) -> ListResult:
+        # Per name, the newest row at or below `rev` (SQLite takes the bare columns from the row
+        # holding max(id)); HAVING drops names whose newest row is a tombstone. The GROUP BY walks
+        # the (name, id) index in order, so a page stops after `limit` names.
         conn.execute("BEGIN")
         try:
             rev = self._snapshot_rev(conn, revision, published)
             where, args = _range_sql(prefix, after)
-            inner = f"SELECT max(id) AS mid FROM kv WHERE {where} AND id <= ? GROUP BY name"
             sql = (
-                f"SELECT kv.name, kv.value, kv.create_revision, kv.id FROM kv JOIN ({inner}) m ON kv.id = m.mid "
-                "WHERE kv.deleted = 0 ORDER BY kv.name"
+                "SELECT name, max(id), deleted, create_revision, value FROM kv "
+                f"WHERE {where} AND id <= ? GROUP BY name HAVING deleted = 0 ORDER BY name"
             )
             params: list[Any] = [*args, rev]
             if limit:
@@ -583,16 +591,38 @@ class SQLiteStore:
                 rows = rows[:limit]
             remaining = 0
             if more:
-                where2, args2 = _range_sql(prefix, rows[-1][0])
-                inner2 = f"SELECT max(id) AS mid FROM kv WHERE {where2} AND id <= ? GROUP BY name"
-                remaining = conn.execute(
-                    f"SELECT count(*) FROM kv JOIN ({inner2}) m ON kv.id = m.mid WHERE kv.deleted = 0",
-                    [*args2, rev],
-                ).fetchone()[0]
+                # pages of one list share a revision: the count after this page follows from the
+                # count after the previous page, so only the first page pays for counting
+                ck = (prefix, rev, after)
+                with self._remaining_lock:
+                    before = self._remaining.pop(ck, None)
+                if before is not None:
+                    remaining = before - len(rows)
+                else:
+                    remaining = self._count_in(conn, prefix, rows[-1][0], rev)
+                with self._remaining_lock:
+                    self._remaining[(prefix, rev, rows[-1][0])] = remaining
+                    while len(self._remaining) > 256:
+                        self._remaining.pop(next(iter(self._remaining)))
         finally:
             conn.execute("COMMIT")
-        items = [KeyValue(r[0], r[1], r[2], r[3]) for r in rows]
+        items = [KeyValue(r[0], r[4], r[3], r[1]) for r in rows]
         return ListResult(items, rev, items[-1].key if more else None, remaining)
+
+    @staticmethod
+    def _count_in(conn: sqlite3.Connection, prefix: str, after: str | None, rev: int | None) -> int:
+        where, args = _range_sql(prefix, after)
+        at = ""
+        if rev is not None:
+            at = " AND id <= ?"
+            args.append(rev)
+        return int(
+            conn.execute(
+                "SELECT count(*) FROM (SELECT max(id), deleted FROM kv "
+                f"WHERE {where}{at} GROUP BY name HAVING deleted = 0)",
+                args,
+            ).fetchone()[0]
+        )
 
     async def list(
         self,
@@ -611,13 +641,7 @@ class SQLiteStore:
             raise StorageError(f"list from {self.path} failed: {e}") from e
 
     def _count_sync(self, conn: sqlite3.Connection, prefix: str) -> int:
-        where, args = _range_sql(prefix, None)
-        inner = f"SELECT max(id) AS mid FROM kv WHERE {where} GROUP BY name"
-        return int(
-            conn.execute(
-                f"SELECT count(*) FROM kv JOIN ({inner}) m ON kv.id = m.mid WHERE kv.deleted = 0", args
-            ).fetchone()[0]
-        )
+        return self._count_in(conn, prefix, None, None)
 
     async def count(self, prefix: str) -> int:
         self._check_open()
@@ -627,7 +651,7 @@ class SQLiteStore:
 
     def _history_sync(
         self, conn: sqlite3.Connection, prefix: str, after: int, upto: int, limit: int
-    ) -> tuple[list[Event], int]:
+    ) -> tuple[_Events, int]:
         """Events under prefix with after < revision <= upto (at most `limit` rows scanned)."""
         conn.execute("BEGIN")
         try:

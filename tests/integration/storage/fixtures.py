@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hyperkube.storage import Store, open_store
+from hyperkube.storage.etcd_local import LocalEtcd
 
 StoreFactory = Callable[..., Awaitable[Store]]
 
-BACKENDS = ["memory", "sqlite"]
+BACKENDS = ["memory", "sqlite", "etcd"]
+
+
+@pytest.fixture(scope="session")
+def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real etcd (Debian's binary) on free loopback ports, shared by the session."""
+    if shutil.which("etcd") is None:
+        pytest.skip("etcd is not installed (apt-get install etcd-server; make setup does it)")
+    with LocalEtcd(tmp_path_factory.mktemp("etcd")) as etcd:
+        yield etcd.url
 
 
 @pytest.fixture
