@@ -939,6 +939,8 @@ class APIServer:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(w.wake.wait(), max(wait, 0.001))
                 batch = w.drain()
+                if w.raw_json and w.transport is None and not w.closed and request.transport is not None:
+                    w.transport = request.transport  # initial events are out: allow direct writes
                 if batch:
                     chunks = [
                         item if isinstance(item, bytes) else self._encode_event(item[0], item[1], res, fmt)
@@ -973,6 +975,7 @@ class APIServer:
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
+            w.transport = None
             cache.unsubscribe(w)
             w.closed = True
             if direct is not None:
