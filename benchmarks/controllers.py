@@ -44,6 +44,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "wb") as f:
         return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
@@ -185,6 +193,7 @@ async def run(args) -> list[dict]:
         c0, a0, w0 = cpu_seconds(cm.pid), cpu_seconds(api.pid), time.perf_counter()
         await asyncio.sleep(window)
         c1, a1, w1 = cpu_seconds(cm.pid), cpu_seconds(api.pid), time.perf_counter()
+        cm_rss = rss_mib(cm.pid)
         cm_mc = 1000 * (c1 - c0) / (w1 - w0)  # millicores
         api_mc = 1000 * (a1 - a0) / (w1 - w0)
     finally:
@@ -226,6 +235,7 @@ async def run(args) -> list[dict]:
             "unit": "millicores",
             "ratio": None,
         },
+        {"metric": "  controller-manager resident memory", "value": cm_rss, "unit": "MiB", "ratio": None},
     ]
 
 

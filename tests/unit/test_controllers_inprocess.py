@@ -216,3 +216,85 @@ async def test_pod_evicted_after_toleration(fake_client: Client, fake_api: FakeA
         await asyncio.gather(task, return_exceptions=True)
         await ctx.factory.stop()
         await ctx.close()
+
+
+async def test_podgc_force_deletes_orphans_and_unscheduled_terminating(
+    fake_client: Client, fake_api: FakeApiServer
+) -> None:
+    from hyperkube.controllers.podgc import PodGCController
+
+    await fake_client.create(NODES, node("alive"))
+    for name, node_name in (("on-alive", "alive"), ("on-gone", "gone"), ("unsched-term", "")):
+        await fake_client.create(
+            PODS,
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"nodeName": node_name, "containers": []},
+            },
+        )
+    fake_api.put(
+        "",
+        "pods",
+        dict(
+            fake_api.objects[("", "pods")][("default", "unsched-term")],
+            metadata=dict(
+                fake_api.objects[("", "pods")][("default", "unsched-term")]["metadata"],
+                deletionTimestamp="2026-01-01T00:00:00Z",
+            ),
+        ),
+    )
+    for i in range(4):
+        await fake_client.create(
+            PODS,
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": f"done-{i}",
+                    "namespace": "default",
+                    "creationTimestamp": f"2026-01-0{i + 1}T00:00:00Z",
+                },
+                "spec": {"nodeName": "alive", "containers": []},
+                "status": {"phase": "Succeeded"},
+            },
+        )
+    ctx = ControllerContext(
+        fake_client,
+        SharedInformerFactory(fake_client),
+        Options(pod_gc_quarantine=0.0, terminated_pod_gc_threshold=2),
+    )
+    gc = PodGCController(ctx)
+    ctx.factory.start()
+    await ctx.factory.wait_for_sync(5)
+    try:
+        await gc.gc_once()
+        left = {name for (_, name) in fake_api.objects[("", "pods")]}
+        assert "on-alive" in left and "on-gone" not in left and "unsched-term" not in left
+        assert len([n for n in left if n.startswith("done-")]) == 2
+    finally:
+        await ctx.factory.stop()
+        await ctx.close()
+
+
+async def test_node_reporting_not_ready_gets_not_ready_taints(
+    fake_client: Client, fake_api: FakeApiServer
+) -> None:
+    ctrl, ctx = await lifecycle(fake_client, 3, node_eviction_rate=100)
+    try:
+        n = await fake_client.get(NODES, "n1")
+        n["status"]["conditions"][0].update(status="False", reason="KubeletNotReady")
+        await fake_client.update(NODES, n, subresource="status")
+        await eventually(
+            lambda: ctrl.node_informer.get("n1")["status"]["conditions"][0]["status"] == "False", 5
+        )
+        await ctrl.monitor_once()
+        taints = {(t["key"], t["effect"]) for t in (await fake_client.get(NODES, "n1"))["spec"]["taints"]}
+        assert taints == {
+            ("node.kubernetes.io/not-ready", "NoExecute"),
+            ("node.kubernetes.io/not-ready", "NoSchedule"),
+        }
+    finally:
+        await ctx.factory.stop()
+        await ctx.close()

@@ -57,6 +57,7 @@ async def _main(args: argparse.Namespace) -> int:
         node_cidr_mask_size=args.node_cidr_mask_size,
         allocate_node_cidrs=args.allocate_node_cidrs,
         max_endpoints_per_slice=args.max_endpoints_per_slice,
+        terminated_pod_gc_threshold=args.terminated_pod_gc_threshold,
     )
     mgr = ControllerManager(
         client,
@@ -140,7 +141,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--controllers",
         default="*",
         help="comma-separated: '*' for all, 'name' to enable, '-name' to disable (replicaset, deployment, "
-        "nodelifecycle, nodeipam, endpoint, endpointslice, namespace, garbagecollector, serviceaccount)",
+        "nodelifecycle, nodeipam, endpoint, endpointslice, namespace, garbagecollector, serviceaccount, podgc)",
     )
     p.add_argument("--bind-address", default="127.0.0.1", help="address of /healthz and /metrics")
     p.add_argument(
@@ -169,4 +170,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--node-cidr-mask-size", type=int, default=24)
     p.add_argument("--allocate-node-cidrs", type=_bool, default=True, nargs="?", const=True)
     p.add_argument("--max-endpoints-per-slice", type=int, default=100)
+    p.add_argument("--terminated-pod-gc-threshold", type=int, default=12500)
     p.set_defaults(func=run)

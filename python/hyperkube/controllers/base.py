@@ -56,6 +56,9 @@ class Options:
     endpoint_updates_batch_period: float = 0.0  # --endpoint-updates-batch-period
     max_endpoints_per_slice: int = 100  # --max-endpoints-per-slice
     burst_replicas: int = 500
+    terminated_pod_gc_threshold: int = 12500  # --terminated-pod-gc-threshold
+    pod_gc_period: float = 20.0  # upstream's gcCheckPeriod
+    pod_gc_quarantine: float = 40.0  # how long a pod's node must be missing before podgc acts
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -15,6 +15,7 @@ from hyperkube.controllers.garbagecollector import GarbageCollector
 from hyperkube.controllers.namespace import NamespaceController
 from hyperkube.controllers.nodeipam import NodeIpamController
 from hyperkube.controllers.nodelifecycle import NodeLifecycleController
+from hyperkube.controllers.podgc import PodGCController
 from hyperkube.controllers.replicaset import ReplicaSetController
 from hyperkube.controllers.serviceaccount import ServiceAccountController
 
@@ -30,6 +31,7 @@ REGISTRY: dict[str, type[Controller]] = {
         NamespaceController,
         GarbageCollector,
         ServiceAccountController,
+        PodGCController,
     )
 }
 
