@@ -303,3 +303,11 @@ def test_schedule_command_prints_a_table(tmp_path: Path, capsys: pytest.CaptureF
     bad.write_text("metadata: {name: n}\nstatus: {allocatable: {cpu: nope}}\n")
     assert main(["schedule", "--nodes", str(bad), "--pods", str(pods)]) == 2
     assert "status.allocatable[cpu]" in capsys.readouterr().err
+
+
+def test_scheduler_command_rejects_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("profiles:\n- plugins:\n    score:\n      enabled:\n      - name: NoSuchPlugin\n")
+    assert main(["scheduler", "--kubeconfig", str(tmp_path / "kc"), "--config", str(cfg)]) == 2
+    assert "unknown plugin 'NoSuchPlugin'" in capsys.readouterr().err
+    assert main(["scheduler"]) == 2
