@@ -198,7 +198,9 @@ class Scheduler:
 
     def schedule_batch(self, pods: list[Obj]) -> list[tuple[Obj, str | None, str | None]]:
         """Place a batch (assumed in the engine); returns (pod, node, message) per pod."""
-        specs, valid, out = [], [], []
+        specs: list[dict[str, Any]] = []
+        valid: list[Obj] = []
+        out: list[tuple[Obj, str | None, str | None]] = []
         for pod in pods:
             try:
                 specs.append(self.cluster.pod_spec(pod))

@@ -199,9 +199,17 @@ def _pairs(m: object, field: str) -> list[tuple[str, str]]:
     return out
 
 
+def _list(items: object, field: str) -> list[Any]:
+    if not items:
+        return []
+    if not isinstance(items, list):
+        raise SpecError(f"{field}: must be a list")
+    return items
+
+
 def _exprs(items: object, field: str) -> list[tuple[str, str, list[str]]]:
     out = []
-    for i, e in enumerate(items or []):
+    for i, e in enumerate(_list(items, field)):
         if not isinstance(e, Mapping):
             raise SpecError(f"{field}[{i}]: must be an object")
         vals = e.get("values") or []
@@ -252,7 +260,7 @@ def _aff_terms(
     items: object, field: str, ns: str, labels: Mapping[str, str], weighted: bool
 ) -> list[dict[str, Any]]:
     out = []
-    for i, item in enumerate(items or []):
+    for i, item in enumerate(_list(items, field)):
         f = f"{field}[{i}]"
         if not isinstance(item, Mapping):
             raise SpecError(f"{f}: must be an object")
