@@ -74,3 +74,15 @@ async def test_long_unschedulable_pods_are_retried_and_scheduled_pods_leave() ->
     clock.t += 10
     q.flush()
     assert q.active_len == 0 and len(q) == 0
+
+
+async def test_abandoned_batch_is_pending_again() -> None:
+    q = SchedulingQueue(clock=Clock())
+    q.add(pod("a"))
+    q.add(pod("b"))
+    got = await q.pop_batch(5)
+    assert len(got) == 2 and q.active_len == 0
+    q.done_scheduled("ns/a")
+    q.abandon_in_flight()
+    assert q.active_len == 1
+    assert [p["metadata"]["name"] for p in await q.pop_batch(5)] == ["b"]

@@ -148,7 +148,7 @@ class Cluster:
 
     def add_pods(self, pods: Iterable[Mapping[str, Any]]) -> None:
         """Record running pods (each must have ``spec.nodeName``) so they count on their nodes."""
-        items = []
+        items: list[tuple[Mapping[str, object], str]] = []
         for p in pods:
             node = (p.get("spec") or {}).get("nodeName")
             if not node:

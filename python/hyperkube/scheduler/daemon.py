@@ -198,7 +198,9 @@ class Scheduler:
 
     def schedule_batch(self, pods: list[Obj]) -> list[tuple[Obj, str | None, str | None]]:
         """Place a batch (assumed in the engine); returns (pod, node, message) per pod."""
-        specs, valid, out = [], [], []
+        specs: list[dict[str, Any]] = []
+        valid: list[Obj] = []
+        out: list[tuple[Obj, str | None, str | None]] = []
         for pod in pods:
             try:
                 specs.append(self.cluster.pod_spec(pod))
@@ -214,22 +216,36 @@ class Scheduler:
 
     async def _schedule_loop(self) -> None:
         log.info("%s: scheduling", self.scheduler_name)
-        while True:
-            pods = await self.queue.pop_batch(self.batch_size)
-            for pod, node, message in self.schedule_batch(pods):
-                key = pod_key(pod)
-                if node is None:
-                    self.attempts["unschedulable"] += 1
-                    self.queue.done_unschedulable(key)
-                    self._unschedulable(pod, message or "")
-                    continue
-                self.attempts["scheduled"] += 1
-                self.queue.done_scheduled(key)
+        try:
+            while True:
+                await self._schedule_once()
+        finally:
+            self.queue.abandon_in_flight()
+
+    async def _schedule_once(self) -> None:
+        pods = await self.queue.pop_batch(self.batch_size)
+        results = self.schedule_batch(pods)
+        for i, (pod, node, message) in enumerate(results):
+            key = pod_key(pod)
+            if node is None:
+                self.attempts["unschedulable"] += 1
+                self.queue.done_unschedulable(key)
+                self._unschedulable(pod, message or "")
+                continue
+            try:
                 await self._bind_sem.acquire()
-                t = asyncio.get_running_loop().create_task(self._bind(pod, node))
-                self._bind_tasks.add(t)
-                t.add_done_callback(self._bind_tasks.discard)
-            await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                # stopped mid-batch: placements not yet handed to binding are undone
+                for p, n, _ in results[i:]:
+                    if n is not None:
+                        self.cluster.remove_pod(pod_key(p))
+                raise
+            self.attempts["scheduled"] += 1
+            self.queue.done_scheduled(key)
+            t = asyncio.get_running_loop().create_task(self._bind(pod, node))
+            self._bind_tasks.add(t)
+            t.add_done_callback(self._bind_tasks.discard)
+        await asyncio.sleep(0)
 
     async def _bind(self, pod: Obj, node: str) -> None:
         md = pod.get("metadata") or {}
@@ -240,9 +256,12 @@ class Scheduler:
             self.scheduled += 1
             self.recorder.event(pod, "Normal", "Scheduled", f"Successfully assigned {ns}/{name} to {node}")
         except (NotFound, Conflict) as e:
-            # deleted, or bound by someone else meanwhile: the informer will tell us the rest
+            # deleted, or bound by someone else meanwhile: the informer tells us the rest (and may
+            # already have recorded the pod where it really is)
             self.bindings["error"] += 1
-            self.cluster.remove_pod(f"{ns}/{name}")
+            cached = self.pods_inf.get(name, ns)
+            if not (cached and (cached.get("spec") or {}).get("nodeName")):
+                self.cluster.remove_pod(f"{ns}/{name}")
             log.info("binding %s/%s: %s", ns, name, e)
         except (TimeoutError, ApiError, OSError) as e:
             self.bindings["error"] += 1

@@ -187,6 +187,13 @@ class SchedulingQueue:
         self._last_failure[key] = self.clock()
         self._push_backoff_or_active(key)
 
+    def abandon_in_flight(self) -> None:
+        """The scheduling loop stopped mid-batch (leadership lost): its pods are pending again."""
+        for key in list(self._in_flight):
+            self._in_flight.discard(key)
+            if key in self.pods:
+                self._push_active(key)
+
     def requeue(self, pod: Obj) -> None:
         """A pod whose binding failed comes back (it is pending again)."""
         key = pod_key(pod)
