@@ -358,3 +358,65 @@ async def test_replicaset_adopts_orphans_and_releases(cm, client: Client, sim: S
 
     await eventually(gone, 20, what="foreground deletion")
     assert (await client.get(PODS, "orphan", ns))["metadata"]["name"] == "orphan"
+
+
+async def test_progress_deadline_and_recreate(cm, client: Client, shared_apiserver) -> None:
+    ns = await make_ns(client, "deadline")
+    # no nodes serve this namespace: pods stay Pending, so the rollout cannot progress
+    await client.create(DEPLOYMENTS, deployment("stuck", replicas=2, progressDeadlineSeconds=2), ns)
+
+    async def exceeded() -> bool:
+        st = await dep_status(client, ns, "stuck")
+        return any(
+            c["type"] == "Progressing"
+            and c["status"] == "False"
+            and c["reason"] == "ProgressDeadlineExceeded"
+            for c in st.get("conditions") or ()
+        )
+
+    await eventually(exceeded, 20, what="ProgressDeadlineExceeded")
+    out = await asyncio.to_thread(
+        shared_apiserver.kubectl,
+        "-n",
+        ns,
+        "rollout",
+        "status",
+        "deployment/stuck",
+        "--timeout=10s",
+        check=False,
+    )
+    assert out.returncode != 0 and "exceeded its progress deadline" in out.stderr
+
+    # Recreate: the old ReplicaSet is scaled to 0 and its pods gone before the new one scales up
+    sim = await SimNodes(client, ["dl-a"], namespace=ns).start()
+    try:
+        await client.create(DEPLOYMENTS, deployment("rec", replicas=3, strategy={"type": "Recreate"}), ns)
+        await eventually(lambda: _avail(client, ns, "rec", 3), 30, what="recreate initial")
+        overlap: list[set] = []
+
+        async def watch_images() -> None:
+            pods: dict[str, dict] = {}
+            async for ev in client.watch(PODS, ns, label_selector="app=rec"):
+                if ev.type == "DELETED":
+                    pods.pop(ev.object["metadata"]["name"], None)
+                elif ev.type != "BOOKMARK":
+                    pods[ev.object["metadata"]["name"]] = ev.object
+                imgs = {p["spec"]["containers"][0]["image"] for p in pods.values()}  # terminating ones too
+                if len(imgs) > 1:
+                    overlap.append(imgs)
+
+        w = asyncio.create_task(watch_images())
+        await client.patch(
+            DEPLOYMENTS,
+            "rec",
+            {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox:2"}]}}}},
+            ns,
+            patch_type="strategic",
+        )
+        await eventually(lambda: _all_images(client, ns, "rec", "busybox:2", 3), 30, what="recreate rollout")
+        await eventually(lambda: _avail(client, ns, "rec", 3), 30, what="recreate available")
+        w.cancel()
+        await asyncio.gather(w, return_exceptions=True)
+        assert overlap == []  # never old and new pods at once
+    finally:
+        await sim.stop()

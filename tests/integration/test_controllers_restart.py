@@ -29,10 +29,18 @@ async def test_kill_mid_rollout_and_restart(apiserver, client: Client) -> None:
     sim = await SimNodes(client, ["r-a", "r-b"], namespace=ns, ready_delay=0.3).start()
     cm2 = None
     try:
-        with urllib.request.urlopen(cm1.health_url.replace("/metrics", "") + "/healthz", timeout=5) as r:
+        with urllib.request.urlopen(cm1.health_url + "/healthz", timeout=5) as r:
             assert r.read() == b"ok"
         await client.create(DEPLOYMENTS, deployment("r", replicas=8), ns)
         await eventually(lambda: _avail(client, ns, "r", 8), 40, what="initial rollout")
+        with urllib.request.urlopen(cm1.health_url + "/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+        assert 'workqueue_depth{name="replicaset"}' in metrics
+        assert 'leader_election_master_status{name="kube-controller-manager"} 1' in metrics
+        adds = next(
+            ln for ln in metrics.splitlines() if ln.startswith('workqueue_adds_total{name="deployment"}')
+        )
+        assert int(adds.split()[-1]) > 0
         checker = BoundsChecker(client, ns, "r", 8, surge=2, unavailable=2)
         await checker.start()
         await client.patch(

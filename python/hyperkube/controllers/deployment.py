@@ -708,7 +708,7 @@ class DeploymentController(QueueController):
             and all(
                 replicas_of(rs) == 0 and int((rs.get("status") or {}).get("replicas") or 0) == 0 for rs in old
             )
-            and int(st.get("observedGeneration") or 0) >= int(meta(d).get("generation") or 0) - 0
+            and int(st.get("observedGeneration") or 0) >= int(meta(d).get("generation") or 0)
         )
 
     def calculate_status(self, d: Obj, new: Obj | None, old: list[Obj]) -> Obj:

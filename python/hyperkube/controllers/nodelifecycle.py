@@ -112,6 +112,13 @@ def eviction_deadline(pod: Obj, taints: list[Obj], default_seconds: float) -> fl
     return deadline
 
 
+def _rv(obj: Obj) -> int:
+    try:
+        return int(meta(obj).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
 def zone_of(node: Obj) -> str:
     labels = meta(node).get("labels") or {}
     return ":\x00:".join(labels.get(k, "") for k in ZONE_LABELS)
@@ -161,6 +168,7 @@ class NodeLifecycleController(Controller):
         self.zone_states: dict[str, str] = {}
         self.pod_queue = WorkQueue("node_lifecycle_eviction")
         self.evictions = 0
+        self._evicted: dict[str, float] = {}
         self.node_informer.add_event_handler(self._node, lambda o, n: self._node(n), self._node_deleted)
         self.lease_informer.add_event_handler(self._lease, lambda o, n: self._lease(n), None)
         self.pod_informer.add_event_handler(self._pod, lambda o, n: self._pod(n), None)
@@ -213,6 +221,7 @@ class NodeLifecycleController(Controller):
         nodes = self.node_informer.list()
         states: dict[str, list[int]] = {}
         status_of: dict[str, str] = {}
+        fresh: dict[str, Obj] = {}  # nodes written in this pass (newer than the cache)
         for node in nodes:
             n = name_of(node)
             if n not in self.probe:
@@ -225,7 +234,9 @@ class NodeLifecycleController(Controller):
                 and status == "Unknown"
                 and c.get("reason") in ("NodeStatusUnknown", "NodeStatusNeverUpdated")
             ):
-                node = await self._mark_unknown(node, c is None) or node
+                marked = await self._mark_unknown(node, c is None)
+                if marked is not None:
+                    fresh[n] = marked
                 status = "Unknown"
             status_of[n] = status
             z = states.setdefault(zone_of(node), [0, 0, 0])
@@ -251,9 +262,12 @@ class NodeLifecycleController(Controller):
                 b = self.buckets[zone] = TokenBucket(rate, 1)
             b.set_rate(rate)
         for node in nodes:
-            await self._sync_taints(
-                self.node_informer.get(name_of(node)) or node, status_of[name_of(node)], all_down
-            )
+            n = name_of(node)
+            cached = self.node_informer.get(n) or node
+            latest = fresh.get(n)
+            if latest is not None and _rv(latest) > _rv(cached):
+                cached = latest
+            await self._sync_taints(cached, status_of[n], all_down)
 
     async def _mark_unknown(self, node: Obj, never: bool) -> Obj | None:
         n = name_of(node)
@@ -363,6 +377,13 @@ class NodeLifecycleController(Controller):
         return None
 
     async def evict(self, pod: Obj) -> None:
+        uid = meta(pod).get("uid") or ""
+        now = time.monotonic()
+        if now - self._evicted.get(uid, -1e9) < 30:
+            return  # already deleted; the cache has not caught up yet
+        if len(self._evicted) > 10000:
+            self._evicted = {u: t for u, t in self._evicted.items() if now - t < 30}
+        self._evicted[uid] = now
         self.evictions += 1
         self.recorder.event(
             pod, NORMAL, "TaintManagerEviction", f"Marking for deletion Pod {ns_of(pod)}/{name_of(pod)}"

@@ -217,6 +217,13 @@ class Cluster:
             keys = [""] * len(nodes)
         return [Placement(k, n, e) for k, n, e in zip(keys, nodes, errors, strict=True)]
 
+    def place_specs(
+        self, specs: Sequence[Mapping[str, Any]], *, assume: bool = True, tie_break: TieBreak = "random"
+    ) -> list[Placement]:
+        """Place pods given as engine specs (from :meth:`pod_spec`)."""
+        nodes, errors = self._native.place(list(specs), assume, tie_break)
+        return [Placement(str(s["key"]), n, e) for s, n, e in zip(specs, nodes, errors, strict=True)]
+
     def place_one(self, pod: Mapping[str, Any], **kwargs: Any) -> Placement:
         """Place a single pod (see :meth:`place`)."""
         return self.place([pod], **kwargs)[0]
