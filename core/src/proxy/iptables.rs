@@ -59,7 +59,18 @@ struct Lines {
     n: usize,
 }
 
+impl Default for Lines {
+    fn default() -> Self {
+        Lines::new()
+    }
+}
+
 impl Lines {
+    fn append(&mut self, other: Lines) {
+        self.buf.push_str(&other.buf);
+        self.n += other.n;
+    }
+
     fn new() -> Self {
         Lines {
             buf: String::new(),
@@ -96,52 +107,37 @@ pub fn probability(n: usize) -> String {
     format!("{:.10}", 1.0 / n as f64)
 }
 
-/// Generate the restore input. `changed` (one flag per row) selects a partial sync: only those
-/// rows' chains are written. `existing` lists the nat chains in the kernel now (from the last
-/// sync or `iptables-save`); those of ours not produced any more are deleted.
-pub fn generate(m: &Model, cfg: &Config, changed: Option<&[bool]>, existing: &[String]) -> Output {
-    let mut filter_chains = Lines::new();
-    let mut filter_rules = Lines::new();
-    let mut nat_chains = Lines::new();
-    let mut nat_rules = Lines::new();
+/// The rows' part of the output (their filter rules, nat chains and rules, active chains).
+#[derive(Default)]
+struct Part {
+    filter_rules: Lines,
+    nat_chains: Lines,
+    nat_rules: Lines,
+    active: Vec<String>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn generate_rows(
+    m: &Model,
+    cfg: &Config,
+    rows: std::ops::Range<usize>,
+    changed: Option<&[bool]>,
+    large: bool,
+    cidr: Option<&str>,
+    node_ip: Option<u32>,
+) -> Part {
+    let mut part = Part::default();
+    let Part {
+        filter_rules,
+        nat_chains,
+        nat_rules,
+        active,
+    } = &mut part;
     let mut skipped_chains = Lines::new();
     let mut skipped_rules = Lines::new();
-    let masq = MASQUERADE_MARK;
-
-    for c in [
-        "KUBE-SERVICES",
-        "KUBE-EXTERNAL-SERVICES",
-        "KUBE-FORWARD",
-        "KUBE-NODEPORTS",
-        "KUBE-PROXY-FIREWALL",
-    ] {
-        filter_chains.chain(c);
-    }
-    for c in [
-        "KUBE-SERVICES",
-        "KUBE-NODEPORTS",
-        "KUBE-POSTROUTING",
-        "KUBE-MARK-MASQ",
-    ] {
-        nat_chains.chain(c);
-    }
-    w!(
-        nat_rules,
-        "-A KUBE-POSTROUTING -m mark ! --mark {masq}/{masq} -j RETURN"
-    );
-    w!(nat_rules, "-A KUBE-POSTROUTING -j MARK --xor-mark {masq}");
-    nat_rules.line("-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully");
-    w!(nat_rules, "-A KUBE-MARK-MASQ -j MARK --or-mark {masq}");
-
-    let total_endpoints = m.ep_ips.len();
-    let large = total_endpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
-    let cidr = cfg.cluster_cidr.as_deref().filter(|c| !c.is_empty());
-    let node_ip = cfg.node_ip.as_deref().and_then(parse_ip4);
-    let mut active: Vec<String> = Vec::with_capacity(m.len() * 2 + total_endpoints);
     let mut probs: Vec<String> = vec![String::new()];
     let mut s = String::with_capacity(256);
-
-    for i in 0..m.len() {
+    for i in rows {
         let name = m.names[i].as_str();
         let proto = m.protocol(i);
         let cip = m.cluster_ips[i].as_str();
@@ -240,7 +236,7 @@ pub fn generate(m: &Model, cfg: &Config, changed: Option<&[bool]>, existing: &[S
         let (chains, rules) = if skip {
             (&mut skipped_chains, &mut skipped_rules)
         } else {
-            (&mut nat_chains, &mut nat_rules)
+            (&mut *nat_chains, &mut *nat_rules)
         };
 
         // Internal traffic.
@@ -372,6 +368,86 @@ pub fn generate(m: &Model, cfg: &Config, changed: Option<&[bool]>, existing: &[S
                 m.ep_string(*e)
             );
         }
+    }
+    part
+}
+
+/// Generate the restore input. `changed` (one flag per row) selects a partial sync: only those
+/// rows' chains are written. `existing` lists the nat chains in the kernel now (from the last
+/// sync or `iptables-save`); those of ours not produced any more are deleted.
+pub fn generate(m: &Model, cfg: &Config, changed: Option<&[bool]>, existing: &[String]) -> Output {
+    let mut filter_chains = Lines::new();
+    let mut filter_rules = Lines::new();
+    let mut nat_chains = Lines::new();
+    let mut nat_rules = Lines::new();
+    let masq = MASQUERADE_MARK;
+
+    for c in [
+        "KUBE-SERVICES",
+        "KUBE-EXTERNAL-SERVICES",
+        "KUBE-FORWARD",
+        "KUBE-NODEPORTS",
+        "KUBE-PROXY-FIREWALL",
+    ] {
+        filter_chains.chain(c);
+    }
+    for c in [
+        "KUBE-SERVICES",
+        "KUBE-NODEPORTS",
+        "KUBE-POSTROUTING",
+        "KUBE-MARK-MASQ",
+    ] {
+        nat_chains.chain(c);
+    }
+    w!(
+        nat_rules,
+        "-A KUBE-POSTROUTING -m mark ! --mark {masq}/{masq} -j RETURN"
+    );
+    w!(nat_rules, "-A KUBE-POSTROUTING -j MARK --xor-mark {masq}");
+    nat_rules.line("-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully");
+    w!(nat_rules, "-A KUBE-MARK-MASQ -j MARK --or-mark {masq}");
+
+    let total_endpoints = m.ep_ips.len();
+    let large = total_endpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
+    let cidr = cfg.cluster_cidr.as_deref().filter(|c| !c.is_empty());
+    let node_ip = cfg.node_ip.as_deref().and_then(parse_ip4);
+
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    let threads = if m.len() < 2000 { 1 } else { threads };
+    let chunk = m.len().div_ceil(threads.max(1)).max(1);
+    let parts: Vec<Part> = if threads <= 1 {
+        vec![generate_rows(
+            m,
+            cfg,
+            0..m.len(),
+            changed,
+            large,
+            cidr,
+            node_ip,
+        )]
+    } else {
+        std::thread::scope(|sc| {
+            let handles: Vec<_> = (0..m.len())
+                .step_by(chunk)
+                .map(|a| {
+                    let b = (a + chunk).min(m.len());
+                    sc.spawn(move || generate_rows(m, cfg, a..b, changed, large, cidr, node_ip))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("generator thread"))
+                .collect()
+        })
+    };
+    let mut active: Vec<String> = Vec::with_capacity(m.len() * 2 + total_endpoints);
+    for p in parts {
+        filter_rules.append(p.filter_rules);
+        nat_chains.append(p.nat_chains);
+        nat_rules.append(p.nat_rules);
+        active.extend(p.active);
     }
 
     // Delete chains no longer in use.

@@ -331,10 +331,48 @@ fn elements(m: &Model, node_ip: Option<u32>) -> Containers {
         seen: vec![FxSet::default(); CONTAINERS.len()],
         chains: BTreeSet::new(),
     };
-    for i in 0..m.len() {
-        row_elements(m, i, node_ip, &mut c);
+    for r in all_row_elements(m, node_ip) {
+        for (k, key, v) in r.items {
+            c.add(k as usize, key, v);
+        }
+        for ch in r.chains {
+            c.chain(ch);
+        }
     }
     c
+}
+
+/// Every row's elements, computed on up to 4 threads for big models (order preserved).
+pub fn all_row_elements(m: &Model, node_ip: Option<u32>) -> Vec<RowElems> {
+    let rows = |a: usize, b: usize| -> Vec<RowElems> {
+        (a..b)
+            .map(|i| {
+                let mut r = RowElems::default();
+                row_elements(m, i, node_ip, &mut r);
+                r
+            })
+            .collect()
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    if threads <= 1 || m.len() < 2000 {
+        return rows(0, m.len());
+    }
+    let chunk = m.len().div_ceil(threads);
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..m.len())
+            .step_by(chunk)
+            .map(|a| {
+                let rows = &rows;
+                sc.spawn(move || rows(a, (a + chunk).min(m.len())))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("element thread"))
+            .collect()
+    })
 }
 
 /// The elements and load-balancing chains of row `i`.

@@ -249,9 +249,8 @@ impl Table {
             let n = nftables::CONTAINERS.len();
             let mut order: Vec<Vec<(String, String)>> = vec![Vec::new(); n];
             let mut chains = BTreeSet::new();
-            for (i, key) in self.rows.keys().enumerate() {
-                let mut r = nftables::RowElems::default();
-                nftables::row_elements(&m, i, node_ip, &mut r);
+            let all = nftables::all_row_elements(&m, node_ip);
+            for (key, r) in self.rows.keys().zip(all) {
                 for (c, k, v) in &r.items {
                     let e = cache
                         .counts

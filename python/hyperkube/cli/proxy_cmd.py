@@ -97,8 +97,17 @@ async def _daemon(args: argparse.Namespace) -> int:
     runner = web.AppRunner(d.app())
     await runner.setup()
     addrs = {_hostport(args.healthz_bind_address), _hostport(args.metrics_bind_address)}
+    served = []
     for host, port in sorted(addrs):
-        await web.TCPSite(runner, host, port).start()
+        try:
+            await web.TCPSite(runner, host, port).start()
+            served.append((host, port))
+        except OSError as e:  # e.g. several local nodes' proxies on one host: keep proxying
+            print(
+                f"hyperkube proxy: not serving /healthz and /metrics on {host}:{port}: {e.strerror or e}",
+                file=sys.stderr,
+            )
+    addrs = set(served)
     factory = SharedInformerFactory(client)
     svc = factory.informer(SERVICES)
     slices = factory.informer(ENDPOINTSLICES)
@@ -107,7 +116,7 @@ async def _daemon(args: argparse.Namespace) -> int:
     print(
         f"hyperkube proxy: mode {mode}, node {node}"
         + (f", netns {args.netns}" if args.netns else "")
-        + f"; /healthz and /metrics on {', '.join(f'{h}:{p}' for h, p in sorted(addrs))}",
+        + f"; /healthz and /metrics on {', '.join(f'{h}:{p}' for h, p in sorted(addrs)) or 'nothing'}",
         flush=True,
     )
     loop = asyncio.get_running_loop()
