@@ -33,7 +33,7 @@ from hyperkube.api.registry import resource
 from hyperkube.apiserver.auth.rbac import Attributes
 
 if TYPE_CHECKING:
-    from hyperkube.apiserver.admission import Context
+    from hyperkube.apiserver.admission.common import Context
     from hyperkube.apiserver.security import Security
 
 KUBELET_CLIENT = "kubernetes.io/kube-apiserver-client-kubelet"

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hyperkube.apiserver.security")
 
+DISCONNECT_POLL = 3.0  # seconds between checks that a watch's client is still connected
 PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 INSECURE_ADMIN = UserInfo("system:admin", (MASTERS_GROUP, "system:authenticated"))
 _RBAC_PREFIXES = [
@@ -572,7 +573,7 @@ async def _cancel_on_disconnect(request: web.Request, task: asyncio.Task[Any] | 
     """aiohttp does not cancel a handler whose client went away; a watch that waits for events
     would hold its per-user watch slot (and its buffers) until its timeout. Poll the connection."""
     while True:
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(DISCONNECT_POLL)
         t = request.transport
         if t is None or t.is_closing():
             if task is not None:
