@@ -44,6 +44,15 @@ pub struct Output {
     pub large_cluster: bool,
 }
 
+/// Write one formatted line straight into a [`Lines`] buffer (no temporary string).
+macro_rules! w {
+    ($lines:expr, $($arg:tt)*) => {{
+        let _ = write!($lines.buf, $($arg)*);
+        $lines.buf.push('\n');
+        $lines.n += 1;
+    }};
+}
+
 /// A buffer of lines that counts them (upstream's `LineBuffer`).
 struct Lines {
     buf: String,
@@ -116,12 +125,13 @@ pub fn generate(m: &Model, cfg: &Config, changed: Option<&[bool]>, existing: &[S
     ] {
         nat_chains.chain(c);
     }
-    nat_rules.line(&format!(
+    w!(
+        nat_rules,
         "-A KUBE-POSTROUTING -m mark ! --mark {masq}/{masq} -j RETURN"
-    ));
-    nat_rules.line(&format!("-A KUBE-POSTROUTING -j MARK --xor-mark {masq}"));
+    );
+    w!(nat_rules, "-A KUBE-POSTROUTING -j MARK --xor-mark {masq}");
     nat_rules.line("-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully");
-    nat_rules.line(&format!("-A KUBE-MARK-MASQ -j MARK --or-mark {masq}"));
+    w!(nat_rules, "-A KUBE-MARK-MASQ -j MARK --or-mark {masq}");
 
     let total_endpoints = m.ep_ips.len();
     let large = total_endpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
@@ -191,55 +201,39 @@ pub fn generate(m: &Model, cfg: &Config, changed: Option<&[bool]>, existing: &[S
         // Capture externalIPs.
         for eip in m.external_ips(i) {
             if has_any {
-                s.clear();
-                let _ = write!(s, "-A KUBE-SERVICES -m comment --comment \"{name} external IP\" -m {proto} -p {proto} -d {eip} --dport {port} -j {ext_chain}");
-                nat_rules.line(&s);
+                w!(nat_rules, "-A KUBE-SERVICES -m comment --comment \"{name} external IP\" -m {proto} -p {proto} -d {eip} --dport {port} -j {ext_chain}");
             }
             if !has_external {
-                s.clear();
-                let _ = write!(s, "-A KUBE-EXTERNAL-SERVICES -m comment --comment {ext_comment} -m {proto} -p {proto} -d {eip} --dport {port} -j {ext_target}");
-                filter_rules.line(&s);
+                w!(filter_rules, "-A KUBE-EXTERNAL-SERVICES -m comment --comment {ext_comment} -m {proto} -p {proto} -d {eip} --dport {port} -j {ext_target}");
             }
         }
         // Capture load-balancer ingress.
         for lbip in lb_ips {
             if has_any {
-                s.clear();
-                let _ = write!(s, "-A KUBE-SERVICES -m comment --comment \"{name} loadbalancer IP\" -m {proto} -p {proto} -d {lbip} --dport {port} -j {lb_chain}");
-                nat_rules.line(&s);
+                w!(nat_rules, "-A KUBE-SERVICES -m comment --comment \"{name} loadbalancer IP\" -m {proto} -p {proto} -d {lbip} --dport {port} -j {lb_chain}");
             }
             if uses_fw {
-                s.clear();
-                let _ = write!(s, "-A KUBE-PROXY-FIREWALL -m comment --comment \"{name} traffic not accepted by {fw_chain}\" -m {proto} -p {proto} -d {lbip} --dport {port} -j DROP");
-                filter_rules.line(&s);
+                w!(filter_rules, "-A KUBE-PROXY-FIREWALL -m comment --comment \"{name} traffic not accepted by {fw_chain}\" -m {proto} -p {proto} -d {lbip} --dport {port} -j DROP");
             }
         }
         if !has_external {
             for lbip in lb_ips {
-                s.clear();
-                let _ = write!(s, "-A KUBE-EXTERNAL-SERVICES -m comment --comment {ext_comment} -m {proto} -p {proto} -d {lbip} --dport {port} -j {ext_target}");
-                filter_rules.line(&s);
+                w!(filter_rules, "-A KUBE-EXTERNAL-SERVICES -m comment --comment {ext_comment} -m {proto} -p {proto} -d {lbip} --dport {port} -j {ext_target}");
             }
         }
         // Capture nodeports.
         let np = m.node_ports[i];
         if np != 0 {
             if has_any {
-                s.clear();
-                let _ = write!(s, "-A KUBE-NODEPORTS -m comment --comment {name} -m {proto} -p {proto} --dport {np} -j {ext_chain}");
-                nat_rules.line(&s);
+                w!(nat_rules, "-A KUBE-NODEPORTS -m comment --comment {name} -m {proto} -p {proto} --dport {np} -j {ext_chain}");
             }
             if !has_external {
-                s.clear();
-                let _ = write!(s, "-A KUBE-EXTERNAL-SERVICES -m comment --comment {ext_comment} -m addrtype --dst-type LOCAL -m {proto} -p {proto} --dport {np} -j {ext_target}");
-                filter_rules.line(&s);
+                w!(filter_rules, "-A KUBE-EXTERNAL-SERVICES -m comment --comment {ext_comment} -m addrtype --dst-type LOCAL -m {proto} -p {proto} --dport {np} -j {ext_target}");
             }
         }
         let hc = m.health_check_node_ports[i];
         if hc != 0 {
-            s.clear();
-            let _ = write!(s, "-A KUBE-NODEPORTS -m comment --comment \"{name} health check node port\" -m tcp -p tcp --dport {hc} -j ACCEPT");
-            filter_rules.line(&s);
+            w!(filter_rules, "-A KUBE-NODEPORTS -m comment --comment \"{name} health check node port\" -m tcp -p tcp --dport {hc} -j ACCEPT");
         }
 
         let skip = changed.is_some_and(|c| !c[i]);
@@ -255,11 +249,12 @@ pub fn generate(m: &Model, cfg: &Config, changed: Option<&[bool]>, existing: &[S
                 "-m comment --comment \"{name} cluster IP\" -m {proto} -p {proto} -d {cip} --dport {port}"
             );
             if cfg.masquerade_all {
-                rules.line(&format!("-A {internal_chain} {args} -j KUBE-MARK-MASQ"));
+                w!(rules, "-A {internal_chain} {args} -j KUBE-MARK-MASQ");
             } else if let Some(cidr) = cidr {
-                rules.line(&format!(
+                w!(
+                    rules,
                     "-A {internal_chain} {args} ! -s {cidr} -j KUBE-MARK-MASQ"
-                ));
+                );
             }
         }
         // External traffic.
@@ -267,16 +262,16 @@ pub fn generate(m: &Model, cfg: &Config, changed: Option<&[bool]>, existing: &[S
             chains.chain(&ext_chain);
             active.push(ext_chain.clone());
             if !ext_local {
-                rules.line(&format!("-A {ext_chain} -m comment --comment \"masquerade traffic for {name} external destinations\" -j KUBE-MARK-MASQ"));
+                w!(rules, "-A {ext_chain} -m comment --comment \"masquerade traffic for {name} external destinations\" -j KUBE-MARK-MASQ");
             } else {
                 if let Some(cidr) = cidr {
-                    rules.line(&format!("-A {ext_chain} -m comment --comment \"pod traffic for {name} external destinations\" -s {cidr} -j {svc_chain}"));
+                    w!(rules, "-A {ext_chain} -m comment --comment \"pod traffic for {name} external destinations\" -s {cidr} -j {svc_chain}");
                 }
-                rules.line(&format!("-A {ext_chain} -m comment --comment \"masquerade LOCAL traffic for {name} external destinations\" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ"));
-                rules.line(&format!("-A {ext_chain} -m comment --comment \"route LOCAL traffic for {name} external destinations\" -m addrtype --src-type LOCAL -j {svc_chain}"));
+                w!(rules, "-A {ext_chain} -m comment --comment \"masquerade LOCAL traffic for {name} external destinations\" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ");
+                w!(rules, "-A {ext_chain} -m comment --comment \"route LOCAL traffic for {name} external destinations\" -m addrtype --src-type LOCAL -j {svc_chain}");
             }
             if has_external {
-                rules.line(&format!("-A {ext_chain} -j {external_policy_chain}"));
+                w!(rules, "-A {ext_chain} -j {external_policy_chain}");
             }
         }
         // Firewall chain.
@@ -286,17 +281,17 @@ pub fn generate(m: &Model, cfg: &Config, changed: Option<&[bool]>, existing: &[S
             let args = format!("-A {fw_chain} -m comment --comment \"{name} loadbalancer IP\"");
             let mut allow_from_node = false;
             for r in ranges {
-                rules.line(&format!("{args} -s {r} -j {ext_chain}"));
+                w!(rules, "{args} -s {r} -j {ext_chain}");
                 if let (Some((net, mask)), Some(ip)) = (parse_cidr4(r), node_ip) {
                     allow_from_node |= ip & mask == net;
                 }
             }
             if allow_from_node {
                 for lbip in lb_ips {
-                    rules.line(&format!("{args} -s {lbip} -j {ext_chain}"));
+                    w!(rules, "{args} -s {lbip} -j {ext_chain}");
                 }
             }
-            rules.line(&format!("-A {fw_chain} -m comment --comment \"other traffic to {name} will be dropped by KUBE-PROXY-FIREWALL\""));
+            w!(rules, "-A {fw_chain} -m comment --comment \"other traffic to {name} will be dropped by KUBE-PROXY-FIREWALL\"");
         }
 
         let sep_names: Vec<(usize, String)> = cat
@@ -312,28 +307,27 @@ pub fn generate(m: &Model, cfg: &Config, changed: Option<&[bool]>, existing: &[S
             &sep_names[k].1
         };
         let mut svc_to_eps = |rules: &mut Lines, chain: &str, eps: &[usize]| {
+            let b = &mut rules.buf;
             if m.affinity(i) {
                 for &e in eps {
-                    s.clear();
-                    let _ = write!(s, "-A {chain}");
+                    let _ = write!(b, "-A {chain}");
                     if !large {
-                        let _ = write!(s, " -m comment --comment \"{name} -> {}\"", m.ep_string(e));
+                        let _ = write!(b, " -m comment --comment \"{name} -> {}\"", m.ep_string(e));
                     }
                     let sep = sep_of(e);
-                    let _ = write!(
-                        s,
+                    let _ = writeln!(
+                        b,
                         " -m recent --name {sep} --rcheck --seconds {} --reap -j {sep}",
                         m.affinity_timeouts[i]
                     );
-                    rules.line(&s);
+                    rules.n += 1;
                 }
             }
             let n = eps.len();
             for (k, &e) in eps.iter().enumerate() {
-                s.clear();
-                let _ = write!(s, "-A {chain}");
+                let _ = write!(b, "-A {chain}");
                 if !large {
-                    let _ = write!(s, " -m comment --comment \"{name} -> {}\"", m.ep_string(e));
+                    let _ = write!(b, " -m comment --comment \"{name} -> {}\"", m.ep_string(e));
                 }
                 if k < n - 1 {
                     let left = n - k;
@@ -341,13 +335,13 @@ pub fn generate(m: &Model, cfg: &Config, changed: Option<&[bool]>, existing: &[S
                         probs.push(probability(probs.len()));
                     }
                     let _ = write!(
-                        s,
+                        b,
                         " -m statistic --mode random --probability {}",
                         probs[left]
                     );
                 }
-                let _ = write!(s, " -j {}", sep_of(e));
-                rules.line(&s);
+                let _ = writeln!(b, " -j {}", sep_of(e));
+                rules.n += 1;
             }
         };
         if uses_cluster_chain {
@@ -368,14 +362,15 @@ pub fn generate(m: &Model, cfg: &Config, changed: Option<&[bool]>, existing: &[S
             if !large {
                 let _ = write!(args, " -m comment --comment {name}");
             }
-            rules.line(&format!("{args} -s {} -j KUBE-MARK-MASQ", m.ep_ips[*e]));
+            w!(rules, "{args} -s {} -j KUBE-MARK-MASQ", m.ep_ips[*e]);
             if m.affinity(i) {
                 let _ = write!(args, " -m recent --name {sep} --set");
             }
-            rules.line(&format!(
+            w!(
+                rules,
                 "{args} -m {proto} -p {proto} -j DNAT --to-destination {}",
                 m.ep_string(*e)
-            ));
+            );
         }
     }
 
@@ -391,12 +386,12 @@ pub fn generate(m: &Model, cfg: &Config, changed: Option<&[bool]>, existing: &[S
     stale.dedup();
     for c in &stale {
         nat_chains.chain(c);
-        nat_rules.line(&format!("-X {c}"));
+        w!(nat_rules, "-X {c}");
     }
 
     nat_rules.line("-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -j KUBE-NODEPORTS");
     filter_rules.line("-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP");
-    filter_rules.line(&format!("-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding rules\" -m mark --mark {masq}/{masq} -j ACCEPT"));
+    w!(filter_rules, "-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding rules\" -m mark --mark {masq}/{masq} -j ACCEPT");
     filter_rules.line("-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding conntrack rule\" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT");
 
     let mut text = String::with_capacity(
@@ -431,6 +426,10 @@ mod tests {
 
     /// Upstream's `generateServiceEndpoints`: ClusterIP services svc0.. at 10.0.0.1+i, port
     /// 80+i named "8080", endpoints 172.16.0.1+j:8080.
+    pub fn upstream_like_pub(services: usize, eps: usize) -> Model {
+        upstream_like(services, eps)
+    }
+
     fn upstream_like(services: usize, eps: usize) -> Model {
         let mut m = Model::default();
         m.external_ip_offsets.push(0);
@@ -491,5 +490,44 @@ mod tests {
         assert_eq!(probability(2), "0.5000000000");
         assert_eq!(probability(3), "0.3333333333");
         assert_eq!(probability(10), "0.1000000000");
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    #[test]
+    #[ignore]
+    fn time_10k() {
+        let m = super::tests::upstream_like_pub(10000, 10);
+        let cfg = Config {
+            cluster_cidr: Some("10.0.0.0/8".into()),
+            ..Default::default()
+        };
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            let o = generate(&m, &cfg, None, &[]);
+            eprintln!("ipt {:?} {}", t.elapsed(), o.text.len());
+            let t = std::time::Instant::now();
+            let o = crate::proxy::nftables::render(
+                &m,
+                &crate::proxy::nftables::Config::default(),
+                None,
+            );
+            eprintln!("nft {:?} {}", t.elapsed(), o.text.len());
+            let t = std::time::Instant::now();
+            let o2 = crate::proxy::nftables::render(
+                &m,
+                &crate::proxy::nftables::Config::default(),
+                Some(&o.state),
+            );
+            eprintln!("nft inc {:?} {}", t.elapsed(), o2.text.len());
+            let t = std::time::Instant::now();
+            let mut h = 0usize;
+            for i in 0..110000 {
+                h += crate::proxy::hash16(&["namespace/svc1:8080", "tcp", &i.to_string()]).len();
+            }
+            eprintln!("hash {:?} {h}", t.elapsed());
+        }
     }
 }

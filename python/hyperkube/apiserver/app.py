@@ -26,7 +26,7 @@ from hyperkube.api import errors, protobuf, tables
 from hyperkube.api.errors import ApiError
 from hyperkube.api.patch import PATCH_TYPES, strategic_merge_patch
 from hyperkube.api.registry import Resource, lookup, resource
-from hyperkube.api.serialization import to_json
+from hyperkube.api.serialization import decode, to_json
 from hyperkube.apiserver import discovery, hostile, openapi
 from hyperkube.apiserver.metrics import Metrics
 from hyperkube.apiserver.rest import DeleteOptions, ListOptions, Registry, parse_list_options
@@ -39,6 +39,7 @@ MAX_BODY = 3 * 1024 * 1024
 JSON = "application/json"
 DEFAULT_WATCH_TIMEOUT = 1800
 BOOKMARK_INTERVAL = 30.0
+LIST_CHUNK = 1000
 
 
 @dataclass
@@ -193,6 +194,29 @@ def check_kind(
     return body
 
 
+def check_fields(request: web.Request, res: Resource, body: dict[str, Any]) -> None:
+    """fieldValidation: drop unknown fields always; Strict rejects them (400), Warn (the default)
+    reports them in Warning headers, Ignore says nothing."""
+    mode = request.query.get("fieldValidation", "Warn")
+    if mode not in ("Strict", "Warn", "Ignore"):
+        raise errors.bad_request(
+            f'fieldValidation: Unsupported value: "{mode}": supported values: "Ignore", "Strict", "Warn"'
+        )
+    schema = openapi.kind_schema(res.group, res.version, res.kind)
+    if schema is None:
+        return
+    unknown = openapi.prune_unknown(schema, body)
+    if not unknown:
+        return
+    listed = ", ".join(f'unknown field "{u}"' for u in unknown)
+    if mode == "Strict":
+        raise errors.bad_request(
+            f'{res.kind} in version "{res.version}" cannot be handled as a {res.kind}: strict decoding error: {listed}'
+        )
+    if mode == "Warn":
+        request["warnings"] = [f'unknown field "{u}"' for u in unknown]
+
+
 def _dry_run(q: Any) -> bool:
     vals = q.getall("dryRun", [])
     for v in vals:
@@ -258,6 +282,11 @@ class APIServer:
         except Exception as e:
             log.exception("internal error serving %s %s", request.method, request.path)
             resp = error_response(errors.internal(str(e)))
+        warnings = request.get("warnings")
+        if warnings and not resp.prepared:
+            for w in warnings:
+                escaped = w.replace("\\", "\\\\").replace('"', '\\"')
+                resp.headers.add("Warning", f'299 - "{escaped}"')
         info = request.get("info")
         if info is not None:
             verb, res_name = info
@@ -425,6 +454,8 @@ class APIServer:
             return self.render(request, res, obj)
         if verb == "list":
             lo = parse_list_options(q, res.plural)
+            if not lo.limit and not lo.continue_token and not _accept(request)[0]:
+                return await self.stream_list(request, res, ns, lo)
             items, meta = await reg.list(res, ns, lo)
             return self.render_list(request, res, items, meta)
         if verb == "watch":
@@ -449,6 +480,7 @@ class APIServer:
                 raise errors.bad_request(
                     "the namespace of the provided object does not match the namespace sent on the request"
                 )
+            check_fields(request, res, body)
             obj = await reg.create(res, ns, body, dry_run=dry_run)
             return self.render(request, res, obj, 201)
         if verb == "update":
@@ -459,6 +491,7 @@ class APIServer:
                 res,
             )
             self._check_name(body, name or "", ns, res)
+            check_fields(request, res, body)
             obj, created = await reg.update(res, ns, name or "", body, dry_run=dry_run)
             return self.render(request, res, obj, 201 if created else 200)
         if verb == "patch":
@@ -567,7 +600,16 @@ class APIServer:
                     res, ns or "", name, lambda cur: _patched(cur, ptype, body), dry_run=dry_run
                 )
             )
-        obj = await self.registry.patch(res, ns, name, ptype, body, subresource=sub, dry_run=dry_run)
+        obj = await self.registry.patch(
+            res,
+            ns,
+            name,
+            ptype,
+            body,
+            subresource=sub,
+            dry_run=dry_run,
+            check=lambda o: check_fields(request, res, o),
+        )
         return self.render(request, res, obj)
 
     # --- subresources ---------------------------------------------------------------------------
@@ -807,6 +849,38 @@ class APIServer:
             {"kind": res.list_kind, "apiVersion": res.api_version, "metadata": meta, "items": items}
         )
 
+    async def stream_list(
+        self, request: web.Request, res: Resource, ns: str | None, lo: ListOptions
+    ) -> web.StreamResponse:
+        """An unpaginated JSON list, decoded, filtered and encoded LIST_CHUNK items at a time and
+        streamed, so peak memory is the stored bytes plus one chunk (not every object twice)."""
+        r = await self.registry.list_kvs(res, ns, lo)
+        resp = web.StreamResponse(status=200, headers={"Content-Type": JSON})
+        await resp.prepare(request)
+        head = to_json(
+            {
+                "kind": res.list_kind,
+                "apiVersion": res.api_version,
+                "metadata": {"resourceVersion": str(r.revision)},
+            }
+        )
+        await resp.write(head[:-1] + b',"items":[')
+        filtering = lo.selector is not None or bool(lo.field_reqs)
+        first = True
+        kvs = r.items
+        for i in range(0, len(kvs), LIST_CHUNK):
+            objs = [decode(kv.value, kv.mod_revision) for kv in kvs[i : i + LIST_CHUNK]]
+            if filtering:
+                objs = [o for o in objs if self.registry.matches(res, lo, o)]
+            if not objs:
+                continue
+            chunk = b",".join(to_json(o) for o in objs)
+            await resp.write(chunk if first else b"," + chunk)
+            first = False
+        await resp.write(b"]}")
+        await resp.write_eof()
+        return resp
+
     # --- watch ------------------------------------------------------------------------------------
 
     async def watch(
@@ -819,7 +893,7 @@ class APIServer:
         fmt: Any = ("table", include) if want_table else "json"
         cache = self.registry.cache(res)
         await cache.ensure_started()
-        w = Watcher(ns or "", lo.label_selector, lo.field_selector)
+        w = Watcher(ns or "", lo.label_selector, lo.field_selector, raw_json=not want_table)
         rv = lo.resource_version
         initial: list[dict[str, Any]] = []
         if not rv or rv == "0":
@@ -866,8 +940,11 @@ class APIServer:
                         await asyncio.wait_for(w.wake.wait(), max(wait, 0.001))
                 batch = w.drain()
                 if batch:
-                    chunks = [self._encode_event(t, ev, res, fmt) for t, ev in batch]
-                    last_rv = batch[-1][1].revision
+                    chunks = [
+                        item if isinstance(item, bytes) else self._encode_event(item[0], item[1], res, fmt)
+                        for item in batch
+                    ]
+                    last_rv = max(last_rv, w.last_rev)
                     await resp.write(b"".join(chunks))
                 if w.closed:
                     if isinstance(w.error, Compacted):

@@ -288,6 +288,35 @@ class Registry:
             raise errors.not_found(res.plural, res.group, name) from None
         return decode(kv.value, kv.mod_revision)
 
+    async def list_kvs(self, res: Resource, ns: str | None, o: ListOptions) -> st.ListResult:
+        """The raw stored values of an unpaginated list (decoded and filtered by the caller in
+        chunks, so a large list is never held as objects all at once)."""
+        revision: int | None = None
+        if o.resource_version and o.resource_version != "0":
+            want = int(o.resource_version)
+            if o.resource_version_match == "Exact":
+                revision = want
+            else:
+                cur = await self.store.current_revision()
+                if want > cur:
+                    raise ApiError(
+                        504, "Timeout", f"Too large resource version: {want}, current: {cur}", retry_after=1
+                    )
+        try:
+            return await self._timed("list", self.store.list(res.prefix(ns), revision=revision))
+        except st.Compacted as e:
+            raise errors.gone(f"too old resource version: {e.requested} ({e.compacted + 1})") from None
+        except st.FutureRevision as e:
+            raise ApiError(
+                504,
+                "Timeout",
+                f"Too large resource version: {e.requested}, current: {e.current}",
+                retry_after=1,
+            ) from None
+
+    def matches(self, res: Resource, o: ListOptions, obj: Obj) -> bool:
+        return self._matches(res, o, obj)
+
     async def list(self, res: Resource, ns: str | None, o: ListOptions) -> tuple[list[Obj], Obj]:
         prefix = res.prefix(ns)
         revision: int | None = None
@@ -733,6 +762,7 @@ class Registry:
         *,
         subresource: str | None = None,
         dry_run: bool = False,
+        check: Callable[[Obj], None] | None = None,
     ) -> Obj:
         precondition: str | None = None
         if isinstance(body, dict):
@@ -749,6 +779,8 @@ class Registry:
                     "Invalid" if patch_type == "json" else "BadRequest",
                     str(e),
                 ) from None
+            if check is not None:
+                check(out)
             md = out.get("metadata")
             if isinstance(md, dict) and md.get("resourceVersion") == cur["metadata"].get("resourceVersion"):
                 md.pop("resourceVersion", None)

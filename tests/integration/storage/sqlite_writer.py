@@ -9,8 +9,8 @@ import sys
 from hyperkube.storage import open_store
 
 
-async def main(path: str) -> None:
-    store = open_store(f"sqlite://{path}")
+async def main(path: str, sync: str) -> None:
+    store = open_store(f"sqlite://{path}?sync={sync}")
     await store.start()
     out = sys.stdout
 
@@ -27,4 +27,4 @@ async def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
