@@ -418,6 +418,27 @@ class Security:
             d = self._decide(a)
         return d
 
+    async def _node_restriction_delete(self, a: Attributes) -> None:
+        """NodeRestriction for deletes (which do not pass the admission chain here): a kubelet
+        deletes only pods bound to itself, and never Nodes other than its own."""
+        node = node_name(a)
+        if node is None or a.verb not in ("delete", "deletecollection") or not a.resource_request:
+            return
+        if a.api_group != "":
+            return
+        if a.resource == "nodes" and a.name != node:
+            raise forbidden(a, f'node "{node}" is not allowed to delete node "{a.name}"')
+        if a.resource == "pods":
+            if a.verb == "deletecollection":
+                raise forbidden(a, f'node "{node}" can only delete pods one at a time')
+            assert self.server is not None
+            try:
+                pod = await self.server.registry.get(resource("pods"), a.namespace, a.name)
+            except ApiError:
+                return  # the handler answers 404
+            if (pod.get("spec") or {}).get("nodeName") != node:
+                raise forbidden(a, f'node "{node}" can only delete pods with spec.nodeName set to itself')
+
     async def _node_may_read(self, a: Attributes) -> bool:
         """The Node authorizer's graph, read from the store: a pod in the namespace bound to the
         node that refers to the object (for pods bound after the in-memory index was updated)."""
@@ -482,6 +503,7 @@ class Security:
                 d = await self.authorize(a)
                 if not d.allowed:
                     raise forbidden(a, d.reason)
+                await self._node_restriction_delete(a)
                 token = admission.request_user.set(user)
                 try:
                     special = self._special(request, a)
