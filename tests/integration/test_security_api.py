@@ -197,6 +197,12 @@ def test_kubelet_reads_only_its_own_pods_secrets(srv: APIServerProcess) -> None:
         content_type="application/merge-patch+json",
     )
     assert code == 200, body
+    # NodeRestriction on deletes: another node's pod, or another Node
+    code, body, _ = call(srv, "DELETE", "/api/v1/namespaces/nodes/pods/p1", identity="kubelet-n2")
+    assert code == 403 and "spec.nodeName set to itself" in body["message"]
+    code, body, _ = call(srv, "DELETE", "/api/v1/nodes/n1", identity="kubelet-n2")
+    assert code == 403
+    assert call(srv, "GET", "/api/v1/namespaces/nodes/pods/p1")[0] == 200
 
 
 def _token_request(srv: APIServerProcess, ns: str, pod: dict, identity: str = "admin") -> tuple[int, dict]:
@@ -316,6 +322,10 @@ def test_manual_csr_approval_with_kubectl(srv: APIServerProcess) -> None:
     assert code == 201, csr
     assert csr["spec"]["username"] == "admin"  # set from the requester, never from the body
     assert not csr["status"].get("certificate")
+    # approving needs "approve" on the signer: jane (a plain user) cannot
+    kc = hyperkube("certs", "kubeconfig", "--data-dir", srv.data_dir, "--user", "jane")
+    r = run_kubectl(kc, "certificate", "approve", "bob-csr", check=False)
+    assert r.returncode != 0 and "forbidden" in r.stderr
     srv.kubectl("certificate", "approve", "bob-csr")
     code, csr, _ = call(srv, "GET", "/apis/certificates.k8s.io/v1/certificatesigningrequests/bob-csr")
     assert csr["status"]["conditions"][0]["type"] == "Approved"

@@ -304,3 +304,19 @@ async def test_secrets_encrypted_at_rest(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="use 16, 24 or 32"):
         load_config(str(bad))
     await inner.close()
+
+
+def test_kubelet_serving_certificate(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    from hyperkube.apiserver.auth.pki import identity_of
+
+    pki = PKI(str(tmp_path / "pki")).ensure()
+    pair = pki.ensure_kubelet_serving("n1", ["10.250.0.11"])
+    cert = x509.load_pem_x509_certificate(Path(pair.cert).read_bytes())
+    assert identity_of(cert) == ("system:node:n1", ["system:nodes"])
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "n1" in sans.get_values_for_type(x509.DNSName)
+    assert [str(i) for i in sans.get_values_for_type(x509.IPAddress)] == ["10.250.0.11"]
+    assert pki.ensure_kubelet_serving("n1", ["10.250.0.11"]) == pair  # reused
+    assert (Path(pair.key).stat().st_mode & 0o077) == 0

@@ -33,7 +33,7 @@ from hyperkube.api.registry import resource
 from hyperkube.apiserver.auth.rbac import Attributes
 
 if TYPE_CHECKING:
-    from hyperkube.apiserver.admission import Context
+    from hyperkube.apiserver.admission.common import Context
     from hyperkube.apiserver.security import Security
 
 KUBELET_CLIENT = "kubernetes.io/kube-apiserver-client-kubelet"
@@ -166,6 +166,21 @@ async def approval(sec: Security, request: web.Request, a: Attributes) -> web.Re
     body = check_kind(
         parse_body(await read_body(request, 1024 * 1024), request.headers.get("Content-Type", "")), res
     )
+    # upstream also requires "approve" on the signer (certificates.k8s.io/signers, by name or domain/*)
+    cur = await reg.get(res, None, a.name)
+    signer = (cur.get("spec") or {}).get("signerName", "")
+    names = [signer, signer.split("/")[0] + "/*"]
+    decisions = [
+        await sec.authorize(Attributes(a.user, "approve", api_group=GROUP, resource="signers", name=n))
+        for n in names
+    ]
+    if not any(d.allowed for d in decisions):
+        raise errors.forbidden(
+            "certificatesigningrequests",
+            GROUP,
+            a.name,
+            f'user not permitted to approve requests with signerName "{signer}"',
+        )
     conds = (body.get("status") or {}).get("conditions") or []
     if not isinstance(conds, list) or not all(isinstance(c, dict) for c in conds):
         raise errors.bad_request("status.conditions must be a list of objects")

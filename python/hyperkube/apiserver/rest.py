@@ -453,7 +453,8 @@ class Registry:
         causes = validation.validate(res.group, res.kind, res.namespaced, obj)
         if causes:
             raise errors.invalid(res.kind, res.group, name, causes)
-        await self.check_namespace(res, ns, name)
+        if self.admission is None:  # (else checked before admission, as upstream's NamespaceLifecycle)
+            await self.check_namespace(res, ns, name)
         allocated: tuple[list[str], list[int]] = ([], [])
         if res.plural == "services":
             allocated = self._allocate_service(obj, None)

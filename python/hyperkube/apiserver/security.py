@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hyperkube.apiserver.security")
 
+DISCONNECT_POLL = 3.0  # seconds between checks that a watch's client is still connected
 PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 INSECURE_ADMIN = UserInfo("system:admin", (MASTERS_GROUP, "system:authenticated"))
 _RBAC_PREFIXES = [
@@ -417,6 +418,27 @@ class Security:
             d = self._decide(a)
         return d
 
+    async def _node_restriction_delete(self, a: Attributes) -> None:
+        """NodeRestriction for deletes (which do not pass the admission chain here): a kubelet
+        deletes only pods bound to itself, and never Nodes other than its own."""
+        node = node_name(a)
+        if node is None or a.verb not in ("delete", "deletecollection") or not a.resource_request:
+            return
+        if a.api_group != "":
+            return
+        if a.resource == "nodes" and a.name != node:
+            raise forbidden(a, f'node "{node}" is not allowed to delete node "{a.name}"')
+        if a.resource == "pods":
+            if a.verb == "deletecollection":
+                raise forbidden(a, f'node "{node}" can only delete pods one at a time')
+            assert self.server is not None
+            try:
+                pod = await self.server.registry.get(resource("pods"), a.namespace, a.name)
+            except ApiError:
+                return  # the handler answers 404
+            if (pod.get("spec") or {}).get("nodeName") != node:
+                raise forbidden(a, f'node "{node}" can only delete pods with spec.nodeName set to itself')
+
     async def _node_may_read(self, a: Attributes) -> bool:
         """The Node authorizer's graph, read from the store: a pod in the namespace bound to the
         node that refers to the object (for pods bound after the in-memory index was updated)."""
@@ -481,6 +503,7 @@ class Security:
                 d = await self.authorize(a)
                 if not d.allowed:
                     raise forbidden(a, d.reason)
+                await self._node_restriction_delete(a)
                 token = admission.request_user.set(user)
                 try:
                     special = self._special(request, a)
@@ -572,7 +595,7 @@ async def _cancel_on_disconnect(request: web.Request, task: asyncio.Task[Any] | 
     """aiohttp does not cancel a handler whose client went away; a watch that waits for events
     would hold its per-user watch slot (and its buffers) until its timeout. Poll the connection."""
     while True:
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(DISCONNECT_POLL)
         t = request.transport
         if t is None or t.is_closing():
             if task is not None:

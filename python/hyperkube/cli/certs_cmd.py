@@ -2,6 +2,8 @@
 
 - ``hyperkube certs kubeconfig --node NAME``: a kubelet kubeconfig (``system:node:NAME`` in
   ``system:nodes``), written to ``DATA_DIR/kubelet-NAME.kubeconfig``.
+  With ``--serving-ip IP`` also the kubelet's serving certificate (``pki/kubelet-NAME-serving.crt``,
+  SANs: NAME and the IPs), so its HTTPS server can be verified against the cluster CA.
 - ``hyperkube certs kubeconfig --user NAME [--group G ...]``: a client certificate for a person
   or a program (CN=NAME, O=G...); what they may do is then up to RBAC bindings.
 - ``hyperkube certs ca-hash``: the CA's ``sha256:`` public-key hash that joining nodes pin.
@@ -45,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     if args.node:
+        if args.serving_ip:
+            pair = pki.ensure_kubelet_serving(args.node, args.serving_ip)
+            print(pair.cert)
+            print(pair.key)
         path = node_kubeconfig(data_dir, args.node, server)
         if args.output:
             os.replace(path, args.output)
@@ -63,6 +69,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("action", choices=["kubeconfig", "ca-hash"])
     p.add_argument("--data-dir", default=".hyperkube")
     p.add_argument("--node", default=None, help="a kubelet identity: system:node:NAME")
+    p.add_argument(
+        "--serving-ip",
+        action="append",
+        help="with --node: also issue the kubelet's serving certificate for this address (repeatable)",
+    )
     p.add_argument("--user", default=None, help="a user identity (certificate CN)")
     p.add_argument("--group", action="append", help="groups of --user (certificate O), repeatable")
     p.add_argument("--server", default=None, help="API server URL (default: the one in DATA_DIR/kubeconfig)")

@@ -82,6 +82,9 @@ async def _main(args: argparse.Namespace) -> int:
         )
     )
     ssl_context = None if args.insecure_http else server_ssl_context(pki)
+    extra = {}
+    if args.bind_address in ("0.0.0.0", "::") and advertise:
+        extra["advertise_address"] = advertise[0]  # the kubernetes Endpoints and cluster-info URL
     server_task = asyncio.create_task(
         serve(
             store,
@@ -95,6 +98,7 @@ async def _main(args: argparse.Namespace) -> int:
             node_port_range=(lo, hi),
             scheduler_health_url=args.scheduler_health_url,
             controller_manager_health_url=args.controller_manager_health_url,
+            **extra,
         )
     )
     done, _ = await asyncio.wait(

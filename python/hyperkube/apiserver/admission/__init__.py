@@ -31,35 +31,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from hyperkube.api.errors import ApiError
 from hyperkube.api.registry import Resource
-from hyperkube.apiserver.auth.rbac import UserInfo
+from hyperkube.apiserver import certificates
+from hyperkube.apiserver.admission import (
+    limits,
+    noderestriction,
+    priority,
+    quota,
+    serviceaccount,
+    tolerations,
+)
+from hyperkube.apiserver.admission.common import Cache, Context, Obj, forbidden, request_user
 
 if TYPE_CHECKING:
     from hyperkube.apiserver.rest import Registry
     from hyperkube.apiserver.security import Security
 
+__all__ = ["Cache", "Chain", "Context", "forbidden", "request_user"]
+
 log = logging.getLogger("hyperkube.apiserver.admission")
-
-Obj = dict[str, Any]
-
-request_user: ContextVar[UserInfo | None] = ContextVar("request_user", default=None)
-
-
-@dataclass
-class Context:
-    operation: str  # CREATE | UPDATE
-    res: Resource
-    namespace: str
-    subresource: str
-    user: UserInfo | None
-    dry_run: bool
-    registry: Registry
-    security: Security | None
 
 
 class Chain:
@@ -67,6 +59,7 @@ class Chain:
         self.registry = registry
         self.security = security
         self.resync = resync
+        self.cache = Cache()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -80,8 +73,14 @@ class Chain:
     async def after_create(self, res: Resource, obj: Obj) -> None:
         """A new namespace gets its default ServiceAccount and kube-root-ca.crt at once (the
         ServiceAccount and root-CA-publisher controllers' job upstream)."""
-        from hyperkube.apiserver.admission import serviceaccount
-
+        if res.plural in (
+            "serviceaccounts",
+            "limitranges",
+            "resourcequotas",
+            "priorityclasses",
+            "configmaps",
+        ):
+            self.cache.invalidate(res.plural, (obj.get("metadata") or {}).get("namespace") or "")
         if res.plural == "namespaces" and res.group == "":
             name = (obj.get("metadata") or {}).get("name", "")
             await serviceaccount.ensure_default_account(self.registry, name)
@@ -94,8 +93,6 @@ class Chain:
                 await self._task
 
     async def _loop(self) -> None:
-        from hyperkube.apiserver.admission import quota
-
         while True:
             try:
                 await quota.reconcile(self.registry)
@@ -115,16 +112,6 @@ class Chain:
         dry_run: bool = False,
         subresource: str | None = None,
     ) -> Obj:
-        from hyperkube.apiserver import certificates
-        from hyperkube.apiserver.admission import (
-            limits,
-            noderestriction,
-            priority,
-            quota,
-            serviceaccount,
-            tolerations,
-        )
-
         ctx = Context(
             operation,
             res,
@@ -134,8 +121,11 @@ class Chain:
             dry_run,
             self.registry,
             self.security,
+            self.cache,
         )
         plural = res.plural
+        if plural in ("serviceaccounts", "limitranges", "resourcequotas", "priorityclasses", "configmaps"):
+            self.cache.invalidate(plural, namespace or "")
         if plural == "pods" and operation == "CREATE":
             await serviceaccount.admit(ctx, obj)
             tolerations.admit(ctx, obj)
@@ -151,10 +141,3 @@ class Chain:
         if operation == "CREATE":
             await quota.admit(ctx, obj)
         return obj
-
-
-def forbidden(ctx: Context, obj: Obj, why: str) -> ApiError:
-    from hyperkube.api import errors
-
-    name = (obj.get("metadata") or {}).get("name") or ""
-    return errors.forbidden(ctx.res.plural, ctx.res.group, name, why)

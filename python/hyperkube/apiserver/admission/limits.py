@@ -8,14 +8,16 @@ with upstream's messages (``maximum cpu usage per Container is 500m, but limit i
 
 from __future__ import annotations
 
+import copy
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from hyperkube.api.meta import parse_quantity
 from hyperkube.api.registry import resource
+from hyperkube.apiserver.admission.common import forbidden
 
 if TYPE_CHECKING:
-    from hyperkube.apiserver.admission import Context
+    from hyperkube.apiserver.admission.common import Context
 
 
 def _q(v: Any) -> Decimal | None:
@@ -28,14 +30,15 @@ def _q(v: Any) -> Decimal | None:
 async def limit_ranges(ctx: Context) -> list[dict[str, Any]]:
     from hyperkube.apiserver.rest import ListOptions
 
-    items, _ = await ctx.registry.list(resource("limitranges"), ctx.namespace, ListOptions())
-    return items
+    async def load() -> list[dict[str, Any]]:
+        items, _ = await ctx.registry.list(resource("limitranges"), ctx.namespace, ListOptions())
+        return items
+
+    return list(await ctx.cache.get(("limitranges", ctx.namespace, ""), load))
 
 
 async def admit(ctx: Context, pod: dict[str, Any]) -> None:
-    from hyperkube.apiserver.admission import forbidden
-
-    ranges = await limit_ranges(ctx)
+    ranges = copy.deepcopy(await limit_ranges(ctx))
     if not ranges:
         return
     spec = pod.setdefault("spec", {})

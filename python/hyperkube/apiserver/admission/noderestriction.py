@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from hyperkube.apiserver.admission.common import forbidden
 from hyperkube.apiserver.auth.node import NODE_PREFIX, NODES_GROUP
 from hyperkube.apiserver.auth.rbac import UserInfo
 
 if TYPE_CHECKING:
-    from hyperkube.apiserver.admission import Context
+    from hyperkube.apiserver.admission.common import Context
 
 MIRROR = "kubernetes.io/config.mirror"
 
@@ -26,8 +27,6 @@ def node_of(user: UserInfo | None) -> str | None:
 
 
 async def admit(ctx: Context, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
-    from hyperkube.apiserver.admission import forbidden
-
     node = node_of(ctx.user)
     if node is None:
         return

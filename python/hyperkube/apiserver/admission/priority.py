@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from hyperkube.api.errors import ApiError
 from hyperkube.api.registry import resource
+from hyperkube.apiserver.admission.common import forbidden
 
 if TYPE_CHECKING:
-    from hyperkube.apiserver.admission import Context
+    from hyperkube.apiserver.admission.common import Context
     from hyperkube.apiserver.rest import Registry
 
 BUILTIN = {"system-node-critical": 2000001000, "system-cluster-critical": 2000000000}
@@ -53,8 +54,6 @@ async def _classes(ctx: Context) -> list[dict[str, Any]]:
 
 
 async def admit(ctx: Context, pod: dict[str, Any]) -> None:
-    from hyperkube.apiserver.admission import forbidden
-
     spec = pod.setdefault("spec", {})
     name = spec.get("priorityClassName") or ""
     pc: dict[str, Any] | None = None
@@ -66,7 +65,8 @@ async def admit(ctx: Context, pod: dict[str, Any]) -> None:
                 raise
             raise forbidden(ctx, pod, f"no PriorityClass with name {name} was found") from None
     else:
-        pc = next((c for c in await _classes(ctx) if c.get("globalDefault")), None)
+        classes = await ctx.cache.get(("priorityclasses", "", ""), lambda: _classes(ctx))
+        pc = next((c for c in classes if c.get("globalDefault")), None)
         if pc is not None:
             spec["priorityClassName"] = pc["metadata"]["name"]
     value = int(pc.get("value", 0)) if pc else 0
@@ -84,8 +84,6 @@ async def admit(ctx: Context, pod: dict[str, Any]) -> None:
 
 
 async def admit_class(ctx: Context, pc: dict[str, Any], old: dict[str, Any] | None) -> None:
-    from hyperkube.apiserver.admission import forbidden
-
     name = (pc.get("metadata") or {}).get("name", "")
     if ctx.user is None:
         return  # the API server's own built-in classes

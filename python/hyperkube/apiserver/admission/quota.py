@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 from hyperkube.api.errors import ApiError
 from hyperkube.api.meta import parse_quantity
 from hyperkube.api.registry import RESOURCES, Resource, resource
+from hyperkube.apiserver.admission.common import forbidden
 from hyperkube.apiserver.admission.limits import format_quantity
 
 if TYPE_CHECKING:
-    from hyperkube.apiserver.admission import Context
+    from hyperkube.apiserver.admission.common import Context
     from hyperkube.apiserver.rest import Registry
 
 _LEGACY_COUNTS = {
@@ -138,11 +139,13 @@ def _fmt(v: Decimal) -> str:
 
 
 async def admit(ctx: Context, obj: dict[str, Any]) -> None:
-    from hyperkube.apiserver.admission import forbidden
-
     if not ctx.res.namespaced or not ctx.namespace or not ctx.res.stored or ctx.subresource:
         return
-    quotas = await _quotas(ctx.registry, ctx.namespace)
+    if not await ctx.cache.get(
+        ("resourcequotas", ctx.namespace, ""), lambda: _quotas(ctx.registry, ctx.namespace)
+    ):
+        return
+    quotas = await _quotas(ctx.registry, ctx.namespace)  # fresh: usage is checked against current limits
     if not quotas:
         return
     delta = delta_of(ctx.res, obj)

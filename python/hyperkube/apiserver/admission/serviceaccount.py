@@ -11,18 +11,26 @@ every container. Mirror pods (static pods from a kubelet) are left alone.
 
 from __future__ import annotations
 
+import random
 from typing import TYPE_CHECKING, Any
 
 from hyperkube.api.errors import ApiError
-from hyperkube.api.meta import random_suffix
 from hyperkube.api.registry import resource
+from hyperkube.apiserver.admission.common import forbidden
 
 if TYPE_CHECKING:
-    from hyperkube.apiserver.admission import Context
+    from hyperkube.apiserver.admission.common import Context
     from hyperkube.apiserver.rest import Registry
     from hyperkube.apiserver.security import Security
 
 MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+_SUFFIX = "bcdfghjklmnpqrstvwxz2456789"  # upstream's generateName alphabet
+
+
+def random_suffix(n: int = 5) -> str:
+    return "".join(random.choices(_SUFFIX, k=n))  # a volume name, not a secret: no CSPRNG needed
+
+
 ROOT_CA = "kube-root-ca.crt"
 MIRROR = "kubernetes.io/config.mirror"
 
@@ -121,8 +129,6 @@ async def reconcile_namespaces(reg: Registry, security: Security | None) -> None
 
 
 async def admit(ctx: Context, pod: dict[str, Any]) -> None:
-    from hyperkube.apiserver.admission import forbidden
-
     md = pod.get("metadata") or {}
     if (md.get("annotations") or {}).get(MIRROR):
         return
@@ -131,10 +137,16 @@ async def admit(ctx: Context, pod: dict[str, Any]) -> None:
     spec["serviceAccountName"] = name
     spec["serviceAccount"] = name
     reg = ctx.registry
-    if name == "default":
-        sa = await ensure_default_account(reg, ctx.namespace)
-    else:
-        sa = await _get(reg, "serviceaccounts", ctx.namespace, name)
+    ns = ctx.namespace
+
+    async def load() -> dict[str, Any] | None:
+        if name == "default":
+            return await ensure_default_account(reg, ns)
+        return await _get(reg, "serviceaccounts", ns, name)
+
+    sa = await ctx.cache.get(("serviceaccounts", ns, name), load)
+    if sa is None:
+        ctx.cache.invalidate("serviceaccounts", ns)  # a miss is not cached
     if sa is None:
         raise forbidden(
             ctx,
@@ -153,7 +165,7 @@ async def admit(ctx: Context, pod: dict[str, Any]) -> None:
         for m in c.get("volumeMounts") or []
     ):
         return
-    await ensure_root_ca(reg, ctx.security, ctx.namespace)
+    await ctx.cache.get(("configmaps", ns, ROOT_CA), lambda: ensure_root_ca(reg, ctx.security, ns))
     existing = {v.get("name") for v in spec.get("volumes") or []}
     vol = f"kube-api-access-{random_suffix()}"
     while vol in existing:

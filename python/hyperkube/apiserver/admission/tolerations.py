@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hyperkube.apiserver.admission import Context
+    from hyperkube.apiserver.admission.common import Context
 
 DEFAULT_SECONDS = 300
 KEYS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")

@@ -261,6 +261,26 @@ class PKI:
                 pass
         return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
+    def ensure_kubelet_serving(self, node: str, addresses: list[str]) -> CertPair:
+        """A kubelet's serving certificate (CN=system:node:<node>, O=system:nodes; SANs: the node
+        name and its addresses), as the kubernetes.io/kubelet-serving signer issues."""
+        name = f"kubelet-{node}-serving"
+        sans = list(dict.fromkeys([node, *addresses]))
+        pair = self.pair(name)
+        if os.path.exists(pair.cert) and os.path.exists(pair.key):
+            with open(pair.cert, "rb") as f:
+                cert = x509.load_pem_x509_certificate(f.read())
+            try:
+                have = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+                current = {str(v) for v in have.get_values_for_type(x509.DNSName)} | {
+                    str(v) for v in have.get_values_for_type(x509.IPAddress)
+                }
+                if set(sans) <= current:
+                    return pair
+            except x509.ExtensionNotFound:
+                pass
+        return self.issue(name, f"system:node:{node}", ["system:nodes"], server_sans=sans, client=False)
+
     def ensure_kubelet(self, node: str) -> CertPair:
         """The client identity of one node's kubelet: system:node:<node> in system:nodes."""
         return self.ensure_client(f"kubelet-{node}", f"system:node:{node}", ["system:nodes"])

@@ -247,6 +247,9 @@ def cluster_roles() -> list[dict]:
                 rule(ALL, ["rbac.authorization.k8s.io", "scheduling.k8s.io", "batch", "policy"], ["*"]),
                 rule(["create"], ["authentication.k8s.io"], ["tokenreviews"]),
                 rule(["create"], ["authorization.k8s.io"], ["subjectaccessreviews"]),
+                # the garbage collector and namespace controller walk every resource (upstream's
+                # system:controller:generic-garbage-collector role)
+                rule(["get", "list", "watch", "patch", "update", "delete", "deletecollection"], ["*"], ["*"]),
             ],
         ),
         cluster_role(
