@@ -2,7 +2,7 @@
 //! of columns built by `hyperkube.proxy.model`), text out as `bytes`. Generation runs with the
 //! GIL released.
 
-use hyperkube_core::proxy::{self as core_proxy, iptables, nftables, Model};
+use hyperkube_core::proxy::{self as core_proxy, iptables, nftables, table, Model};
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -163,9 +163,122 @@ fn proxy_endpoint_chain_name(name: &str, protocol: &str, endpoint: &str) -> Stri
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NftablesState>()?;
+    m.add_class::<ProxyTable>()?;
     m.add_function(wrap_pyfunction!(proxy_render_iptables, m)?)?;
     m.add_function(wrap_pyfunction!(proxy_render_nftables, m)?)?;
     m.add_function(wrap_pyfunction!(proxy_service_chain_name, m)?)?;
     m.add_function(wrap_pyfunction!(proxy_endpoint_chain_name, m)?)?;
     Ok(())
+}
+
+/// The proxy's persistent service table (see core/src/proxy/table.rs): rows are upserted per
+/// changed service and a sync writes only what changed since the last committed one.
+#[pyclass(module = "hyperkube._native")]
+pub struct ProxyTable {
+    inner: table::Table,
+    mode: Mode,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Iptables,
+    Nftables,
+}
+
+fn rendered<'py>(
+    py: Python<'py>,
+    r: table::Rendered,
+) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyDict>)> {
+    let stats = PyDict::new(py);
+    stats.set_item("full", r.full)?;
+    stats.set_item("rows", r.rows)?;
+    stats.set_item("changed_rows", r.changed_rows)?;
+    for (k, v) in r.counts {
+        stats.set_item(k, v)?;
+    }
+    Ok((PyBytes::new(py, r.text.as_bytes()), stats))
+}
+
+#[pymethods]
+impl ProxyTable {
+    #[new]
+    #[pyo3(signature = (mode, *, cluster_cidr=None, node_ip=None, masquerade_all=false))]
+    fn new(
+        mode: &str,
+        cluster_cidr: Option<String>,
+        node_ip: Option<String>,
+        masquerade_all: bool,
+    ) -> PyResult<Self> {
+        let mode = match mode {
+            "iptables" => Mode::Iptables,
+            "nftables" => Mode::Nftables,
+            _ => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown proxy mode {mode:?}: supported values: \"iptables\", \"nftables\""
+                )))
+            }
+        };
+        Ok(ProxyTable {
+            inner: table::Table::new(table::Options {
+                cluster_cidr,
+                node_ip,
+                masquerade_all,
+            }),
+            mode,
+        })
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Upsert the rows of `model` (the changed services' rows) and drop `removed` rows
+    /// (service port name, protocol code).
+    #[pyo3(signature = (model, removed=Vec::new()))]
+    fn update(&mut self, model: &Bound<'_, PyDict>, removed: Vec<(String, u8)>) -> PyResult<()> {
+        let m = model_from(model)?;
+        self.inner.update(&m, &removed);
+        Ok(())
+    }
+
+    /// Make the table hold exactly the rows of `model`.
+    fn replace(&mut self, model: &Bound<'_, PyDict>) -> PyResult<()> {
+        let m = model_from(model)?;
+        self.inner.replace(&m);
+        Ok(())
+    }
+
+    /// The transaction for this sync: (text, stats). `existing_chains` (iptables, full syncs):
+    /// the nat chains in the kernel now.
+    #[pyo3(signature = (full=false, existing_chains=Vec::new()))]
+    fn render<'py>(
+        &mut self,
+        py: Python<'py>,
+        full: bool,
+        existing_chains: Vec<String>,
+    ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyDict>)> {
+        let mode = self.mode;
+        let t = &mut self.inner;
+        let r = py.detach(|| match mode {
+            Mode::Iptables => t.render_iptables(full, &existing_chains),
+            Mode::Nftables => t.render_nftables(full),
+        });
+        rendered(py, r)
+    }
+
+    /// The last render was applied: forget the dirty rows.
+    fn commit(&mut self) {
+        self.inner.commit();
+    }
+
+    /// The last render was not applied (or the kernel state is unknown): the next one is full.
+    fn invalidate(&mut self) {
+        self.inner.invalidate();
+    }
+
+    /// iptables: the service chains of the last committed sync.
+    #[getter]
+    fn active_chains(&self) -> Vec<String> {
+        self.inner.active_chains()
+    }
 }

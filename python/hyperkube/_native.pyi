@@ -1,7 +1,7 @@
 """Typed stub of hyperkube._native, the compiled core (Rust crates core/ and ext/)."""
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import final
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +45,48 @@ def validate_dns1123_label(value: str) -> list[str]: ...
 
 # --- scheduler engine (core/src/sched) ----------------------------------------------------
 # (sched section: only the scheduler work edits between these markers)
+
+SCORE_PLUGINS: list[str]
+
+@final
+class PodBatch:
+    """Pod specs (dicts from hyperkube.scheduler.specs.pod_spec) converted once for placement."""
+
+    def __new__(cls, pods: Iterable[Mapping[str, object]]) -> PodBatch: ...
+    def __len__(self) -> int: ...
+
+@final
+class SchedCluster:
+    """The scheduler engine: nodes as columns, placed pods, filters and scores."""
+
+    def __new__(
+        cls, profile: Mapping[str, object] | None = None, seed: int | None = None
+    ) -> SchedCluster: ...
+    def set_profile(self, profile: Mapping[str, object]) -> None: ...
+    def seed(self, seed: int) -> None: ...
+    def upsert_nodes(self, nodes: Iterable[Mapping[str, object]]) -> None: ...
+    def add_nodes_arrays(
+        self,
+        names: list[str],
+        cpu: npt.NDArray[np.int64],
+        memory: npt.NDArray[np.int64],
+        pods: npt.NDArray[np.int64],
+        ephemeral: npt.NDArray[np.int64] | None = None,
+    ) -> None: ...
+    def remove_node(self, name: str) -> bool: ...
+    def add_pods(self, pods: list[tuple[Mapping[str, object], str]]) -> None: ...
+    def forget_pod(self, key: str) -> bool: ...
+    def pod_node(self, key: str) -> str | None: ...
+    def place(
+        self, pods: PodBatch | Iterable[Mapping[str, object]], assume: bool = True, tie_break: str = "random"
+    ) -> tuple[list[str | None], list[str | None]]: ...
+    def scores(self, pod: Mapping[str, object]) -> dict[str, Any]: ...
+    def node_names(self) -> list[str]: ...
+    def columns(self) -> dict[str, npt.NDArray[np.int64]]: ...
+    @property
+    def num_nodes(self) -> int: ...
+    @property
+    def num_pods(self) -> int: ...
 
 # --- end sched section --------------------------------------------------------------------
 
@@ -116,8 +158,9 @@ class WatchFanout:
         payload per watcher that gets anything. ``objects[i]`` is event i's object as JSON;
         ``prev_objects[i]`` the previous object's JSON (with event i's resourceVersion), needed
         only when a MODIFIED event yields a DELETED row (else ValueError). To encode previous
-        objects only when needed, call ``dispatch``, then encode the events ``i`` in
-        ``event_index[(event_type == 2) & (types[event_index] == 1)]``, then ``group_frames``.
+        objects only when needed, call ``dispatch``, encode the previous object of the events
+        ``event_index[(event_type == 2) & (kinds[event_index] == 1)]`` (``kinds``: the events'
+        own types as an array), then call ``group_frames``.
         """
 
 def group_frames(
@@ -131,8 +174,8 @@ def group_frames(
 
     Each (event, type) line ``{"type":"MODIFIED","object":<objects[i]>}\\n`` is framed once. A
     watcher that gets one line receives that shared bytes object; one that gets several
-    receives their concatenation in event order, so the caller does one write per watcher per
-    batch. A DELETED row takes ``prev_objects[i]`` when given and not None, else
+    receives their concatenation in event order (joined once and shared by every watcher with
+    the same lines), so the caller does one write per watcher per batch. A DELETED row takes ``prev_objects[i]`` when given and not None, else
     ``objects[i]``. A None object that some row needs raises ValueError.
     """
 
@@ -171,6 +214,30 @@ def proxy_render_nftables(
     masquerade_all: bool = False,
     previous: NftablesState | None = None,
 ) -> tuple[bytes, NftablesState, dict[str, int]]: ...
+
+@final
+class ProxyTable:
+    """The proxy's persistent service table: rows upserted per changed service, O(changes) syncs."""
+
+    def __new__(
+        cls,
+        mode: str,
+        *,
+        cluster_cidr: str | None = None,
+        node_ip: str | None = None,
+        masquerade_all: bool = False,
+    ) -> ProxyTable: ...
+    def __len__(self) -> int: ...
+    def update(self, model: dict[str, object], removed: list[tuple[str, int]] = ...) -> None: ...
+    def replace(self, model: dict[str, object]) -> None: ...
+    def render(
+        self, full: bool = False, existing_chains: list[str] = ...
+    ) -> tuple[bytes, dict[str, int]]: ...
+    def commit(self) -> None: ...
+    def invalidate(self) -> None: ...
+    @property
+    def active_chains(self) -> list[str]: ...
+
 def proxy_service_chain_name(name: str, protocol: str) -> str: ...
 def proxy_endpoint_chain_name(name: str, protocol: str, endpoint: str) -> str: ...
 

@@ -299,3 +299,34 @@ def test_metrics_and_version(srv: APIServerProcess) -> None:
     assert "etcd_request_duration_seconds_bucket{" in text
     code, v = raw(srv, "GET", "/version")
     assert code == 200 and v["major"] == "1" and v["gitVersion"].startswith("v1.")
+
+
+def test_watch_selector_moves_in_and_out(api: client.ApiClient) -> None:
+    core = client.CoreV1Api(api)
+    ensure_ns(api, "pysel")
+    core.create_namespaced_pod("pysel", pod("s", {"app": "no"}))
+    rv = core.list_namespaced_pod("pysel").metadata.resource_version
+    seen: list[tuple[str, str]] = []
+
+    def consume() -> None:
+        w = watch.Watch()
+        for ev in w.stream(
+            core.list_namespaced_pod,
+            "pysel",
+            label_selector="app=yes",
+            resource_version=rv,
+            timeout_seconds=10,
+        ):
+            seen.append((ev["type"], ev["object"].metadata.labels["app"]))
+            if len(seen) == 3:
+                w.stop()
+
+    t = threading.Thread(target=consume)
+    t.start()
+    time.sleep(0.5)
+    core.patch_namespaced_pod("s", "pysel", {"metadata": {"labels": {"app": "yes"}}})
+    core.patch_namespaced_pod("s", "pysel", {"metadata": {"labels": {"v": "2"}}})
+    core.patch_namespaced_pod("s", "pysel", {"metadata": {"labels": {"app": "no"}}})
+    t.join(15)
+    # moved into the selection: ADDED; changed inside it: MODIFIED; moved out: DELETED (last state inside)
+    assert seen == [("ADDED", "yes"), ("MODIFIED", "yes"), ("DELETED", "yes")]

@@ -647,6 +647,7 @@ def render_nftables(
                     dels.append(key)
                     adds.append((key, v))
             dels.sort()
+            adds.sort()
             if dels:
                 out.append(f"delete element ip {t} {name} {{ " + ", ".join(dels) + " }")
                 deleted += len(dels)

@@ -227,3 +227,62 @@ users:
     assert c.base_url == "http://127.0.0.1:8080" and c.namespace == "team"
     with pytest.raises(ValueError, match="no context named"):
         load_kubeconfig(str(cfg), context="nope")
+
+
+async def test_tls_with_client_certificates_from_kubeconfig(tmp_path) -> None:
+    """The path the components take once the API server serves HTTPS with client certificates."""
+    import ssl
+
+    from aiohttp import web
+
+    from hyperkube.apiserver.auth.pki import PKI
+
+    pki = PKI(str(tmp_path / "pki")).ensure()
+    server, ident, ca = pki.pair("apiserver"), pki.pair("controller-manager"), pki.pair("ca")
+    sctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    sctx.load_cert_chain(server.cert, server.key)
+    sctx.load_verify_locations(ca.cert)
+    sctx.verify_mode = ssl.CERT_REQUIRED
+
+    async def who(request: web.Request) -> web.Response:
+        peer = request.transport.get_extra_info("peercert")
+        cn = dict(x[0] for x in peer["subject"])["commonName"]
+        return web.json_response({"kind": "Pod", "metadata": {"name": cn}})
+
+    app = web.Application()
+    app.router.add_get("/api/v1/namespaces/default/pods/me", who)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=sctx)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+
+    def b64(path: str) -> str:
+        with open(path, "rb") as f:
+            return base64.b64encode(f.read()).decode()
+
+    cfg = tmp_path / "kubeconfig"
+    cfg.write_text(
+        f"""
+apiVersion: v1
+kind: Config
+current-context: c
+clusters: [{{name: k, cluster: {{server: "https://127.0.0.1:{port}", certificate-authority-data: {b64(ca.cert)}}}}}]
+contexts: [{{name: c, context: {{cluster: k, user: u}}}}]
+users: [{{name: u, user: {{client-certificate-data: {b64(ident.cert)}, client-key-data: {b64(ident.key)}}}}}]
+"""
+    )
+    c = Client.from_kubeconfig(str(cfg))
+    try:
+        got = await c.get(PODS, "me", "default")
+        assert got["metadata"]["name"] == "system:kube-controller-manager"
+    finally:
+        await c.close()
+    # without the CA the server's certificate is refused
+    bare = Client(f"https://127.0.0.1:{port}")
+    try:
+        with pytest.raises(Exception, match="(?i)certificate"):
+            await bare.get(PODS, "me", "default")
+    finally:
+        await bare.close()
+        await runner.cleanup()

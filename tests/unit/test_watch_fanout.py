@@ -139,6 +139,11 @@ def test_fanout_matches_reference(specs: list[tuple[str | None, str, str]], evs:
     assert got == expected
     ids, eidx, types = fan.dispatch(evs)
     assert _native.group_frames(ids, eidx, types, objects, prev) == expected
+    # the stub's recipe: encode previous objects only for MODIFIED events that yield a DELETED
+    kinds = np.array([ev[0] for ev in evs], dtype=np.int8)
+    needed = set(eidx[(types == D) & (kinds[eidx] == M)].tolist())
+    lazy = [prev[i] if i in needed else None for i in range(len(evs))]
+    assert _native.group_frames(ids, eidx, types, objects, lazy) == expected
 
 
 def test_transitions_follow_the_cacher() -> None:

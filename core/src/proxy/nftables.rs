@@ -21,8 +21,8 @@
 //! `add element` for changed keys and `add chain`/`delete chain` for kinds coming into or out of
 //! use, all in one `nft -f` transaction.
 
-use super::{categorize, Model};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use super::{categorize, FxMap, FxSet, Model};
+use std::collections::BTreeSet;
 use std::fmt::Write;
 
 pub const TABLE: &str = "hyperkube";
@@ -97,7 +97,7 @@ pub struct Config {
 /// What is in the kernel after a successful sync: every element and every dynamic chain.
 #[derive(Clone, Debug, Default)]
 pub struct State {
-    pub elements: Vec<HashMap<String, String>>,
+    pub elements: Vec<FxMap<String, String>>,
     pub chains: BTreeSet<String>,
 }
 
@@ -122,16 +122,8 @@ pub struct Output {
 /// Elements in generation order (first occurrence of a key wins).
 struct Containers {
     order: Vec<Vec<(String, String)>>,
-    seen: Vec<HashSet<String>>,
+    seen: Vec<FxSet<String>>,
     chains: BTreeSet<String>,
-}
-
-impl Containers {
-    fn add(&mut self, c: usize, key: String, value: String) {
-        if self.seen[c].insert(key.clone()) {
-            self.order[c].push((key, value));
-        }
-    }
 }
 
 fn static_chains() -> Vec<(String, Vec<String>)> {
@@ -299,145 +291,206 @@ fn lb_chain(kind: &str, affinity: bool, n: usize) -> String {
     format!("{kind}-{}{n}", if affinity && n > 0 { 'a' } else { 'r' })
 }
 
+/// Receives a row's elements (the whole table's containers, or one row's list).
+pub trait Sink {
+    fn add(&mut self, c: usize, key: String, value: String);
+    fn chain(&mut self, name: String);
+}
+
+impl Sink for Containers {
+    fn add(&mut self, c: usize, key: String, value: String) {
+        if self.seen[c].insert(key.clone()) {
+            self.order[c].push((key, value));
+        }
+    }
+    fn chain(&mut self, name: String) {
+        self.chains.insert(name);
+    }
+}
+
+/// One row's elements and chains, as the incremental table keeps them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RowElems {
+    pub items: Vec<(u8, String, String)>,
+    pub chains: Vec<String>,
+}
+
+impl Sink for RowElems {
+    fn add(&mut self, c: usize, key: String, value: String) {
+        self.items.push((c as u8, key, value));
+    }
+    fn chain(&mut self, name: String) {
+        self.chains.push(name);
+    }
+}
+
 /// Compute every element of the table for the model.
 fn elements(m: &Model, node_ip: Option<u32>) -> Containers {
     let mut c = Containers {
         order: vec![Vec::new(); CONTAINERS.len()],
-        seen: vec![HashSet::new(); CONTAINERS.len()],
+        seen: vec![FxSet::default(); CONTAINERS.len()],
         chains: BTreeSet::new(),
     };
-    let reject = "goto reject-chain".to_string();
-    for i in 0..m.len() {
-        let proto = m.protocol(i);
-        let port = m.ports[i];
-        let np = m.node_ports[i];
-        let aff = m.affinity(i);
-        let cat = categorize(m, i);
-        let ep = |e: usize| format!("{} . {}", m.ep_ips[e], m.ep_ports[e]);
-        let ipkey = |ip: &str| format!("{ip} . {proto} . {port}");
-        let npkey = format!("{proto} . {np}");
-        let ext_ips: Vec<&String> = m.external_ips(i).iter().chain(m.lb_ips(i)).collect();
-        if !cat.has_any {
-            c.add(NO_ENDPOINTS, ipkey(&m.cluster_ips[i]), reject.clone());
-            for ip in &ext_ips {
-                c.add(NO_ENDPOINTS, ipkey(ip), reject.clone());
-            }
-            if np != 0 {
-                c.add(NO_ENDPOINT_NODEPORTS, npkey.clone(), reject.clone());
-            }
-            continue;
+    for r in all_row_elements(m, node_ip) {
+        for (k, key, v) in r.items {
+            c.add(k as usize, key, v);
         }
-        let vmap = |c: &mut Containers, map: usize, key: String, chain: String| {
-            c.chains.insert(chain.clone());
-            c.add(map, key, format!("goto {chain}"));
-        };
-        let buckets = |c: &mut Containers, map: usize, key: &str, eps: &[usize]| {
-            for (b, &e) in eps.iter().enumerate() {
-                c.add(map, format!("{key} . {b}"), ep(e));
-            }
-        };
-        // Internal (ClusterIP) traffic.
-        let int_eps = if m.internal_policy_local(i) {
-            &cat.local
-        } else {
-            &cat.cluster
-        };
-        let cip = ipkey(&m.cluster_ips[i]);
-        if int_eps.is_empty() {
-            c.add(NO_ENDPOINTS, cip, "drop".into());
-        } else {
-            vmap(
-                &mut c,
-                SVC_IPS,
-                cip.clone(),
-                lb_chain("svc", aff, int_eps.len()),
-            );
-            buckets(&mut c, BACKENDS, &cip, int_eps);
-        }
-        // External traffic (externalIPs, LoadBalancer IPs, NodePort).
-        let ext_local = m.external_policy_local(i);
-        let ext_eps = if ext_local { &cat.local } else { &cat.cluster };
-        for ip in &ext_ips {
-            let k = ipkey(ip);
-            if ext_local {
-                vmap(
-                    &mut c,
-                    SVC_IPS,
-                    k.clone(),
-                    lb_chain("extl", aff, ext_eps.len()),
-                );
-                if !cat.cluster.is_empty() {
-                    vmap(
-                        &mut c,
-                        SHORT_IPS,
-                        k.clone(),
-                        lb_chain("short", aff, cat.cluster.len()),
-                    );
-                    buckets(&mut c, SHORT_BACKENDS, &k, &cat.cluster);
-                }
-            } else {
-                vmap(
-                    &mut c,
-                    SVC_IPS,
-                    k.clone(),
-                    lb_chain("ext", aff, ext_eps.len()),
-                );
-            }
-            buckets(&mut c, BACKENDS, &k, ext_eps);
-        }
-        if np != 0 {
-            if ext_local {
-                vmap(
-                    &mut c,
-                    SVC_NODEPORTS,
-                    npkey.clone(),
-                    lb_chain("npl", aff, ext_eps.len()),
-                );
-                if !cat.cluster.is_empty() {
-                    vmap(
-                        &mut c,
-                        SHORT_NODEPORTS,
-                        npkey.clone(),
-                        lb_chain("nps", aff, cat.cluster.len()),
-                    );
-                    buckets(&mut c, SHORT_NP_BACKENDS, &npkey, &cat.cluster);
-                }
-            } else {
-                vmap(
-                    &mut c,
-                    SVC_NODEPORTS,
-                    npkey.clone(),
-                    lb_chain("np", aff, ext_eps.len()),
-                );
-            }
-            buckets(&mut c, NP_BACKENDS, &npkey, ext_eps);
-        }
-        // loadBalancerSourceRanges.
-        let ranges = m.source_ranges(i);
-        if !m.lb_ips(i).is_empty() && !ranges.is_empty() {
-            // Ranges that contain the node IP also allow the LB IPs themselves (as upstream).
-            let from_node = node_ip.is_some_and(|ip| {
-                ranges
-                    .iter()
-                    .any(|r| super::parse_cidr4(r).is_some_and(|(net, mask)| ip & mask == net))
-            });
-            for lb in m.lb_ips(i) {
-                let k = ipkey(lb);
-                c.add(FW_IPS, k.clone(), String::new());
-                for r in ranges {
-                    c.add(FW_ALLOW, format!("{k} . {}", r.trim()), String::new());
-                }
-                if from_node {
-                    c.add(FW_ALLOW, format!("{k} . {lb}/32"), String::new());
-                }
-            }
-        }
-        for &e in &cat.all_reachable {
-            let ip = &m.ep_ips[e];
-            c.add(HAIRPIN, format!("{ip} . {ip}"), String::new());
+        for ch in r.chains {
+            c.chain(ch);
         }
     }
     c
+}
+
+/// Every row's elements, computed on up to 4 threads for big models (order preserved).
+pub fn all_row_elements(m: &Model, node_ip: Option<u32>) -> Vec<RowElems> {
+    let rows = |a: usize, b: usize| -> Vec<RowElems> {
+        (a..b)
+            .map(|i| {
+                let mut r = RowElems::default();
+                row_elements(m, i, node_ip, &mut r);
+                r
+            })
+            .collect()
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    if threads <= 1 || m.len() < 2000 {
+        return rows(0, m.len());
+    }
+    let chunk = m.len().div_ceil(threads);
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..m.len())
+            .step_by(chunk)
+            .map(|a| {
+                let rows = &rows;
+                sc.spawn(move || rows(a, (a + chunk).min(m.len())))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("element thread"))
+            .collect()
+    })
+}
+
+/// The elements and load-balancing chains of row `i`.
+pub fn row_elements<S: Sink>(m: &Model, i: usize, node_ip: Option<u32>, c: &mut S) {
+    let reject = "goto reject-chain".to_string();
+    let proto = m.protocol(i);
+    let port = m.ports[i];
+    let np = m.node_ports[i];
+    let aff = m.affinity(i);
+    let cat = categorize(m, i);
+    let ep = |e: usize| format!("{} . {}", m.ep_ips[e], m.ep_ports[e]);
+    let ipkey = |ip: &str| format!("{ip} . {proto} . {port}");
+    let npkey = format!("{proto} . {np}");
+    let ext_ips: Vec<&String> = m.external_ips(i).iter().chain(m.lb_ips(i)).collect();
+    if !cat.has_any {
+        c.add(NO_ENDPOINTS, ipkey(&m.cluster_ips[i]), reject.clone());
+        for ip in &ext_ips {
+            c.add(NO_ENDPOINTS, ipkey(ip), reject.clone());
+        }
+        if np != 0 {
+            c.add(NO_ENDPOINT_NODEPORTS, npkey.clone(), reject.clone());
+        }
+        return;
+    }
+    let vmap = |c: &mut S, map: usize, key: String, chain: String| {
+        c.chain(chain.clone());
+        c.add(map, key, format!("goto {chain}"));
+    };
+    let buckets = |c: &mut S, map: usize, key: &str, eps: &[usize]| {
+        for (b, &e) in eps.iter().enumerate() {
+            c.add(map, format!("{key} . {b}"), ep(e));
+        }
+    };
+    // Internal (ClusterIP) traffic.
+    let int_eps = if m.internal_policy_local(i) {
+        &cat.local
+    } else {
+        &cat.cluster
+    };
+    let cip = ipkey(&m.cluster_ips[i]);
+    if int_eps.is_empty() {
+        c.add(NO_ENDPOINTS, cip, "drop".into());
+    } else {
+        vmap(c, SVC_IPS, cip.clone(), lb_chain("svc", aff, int_eps.len()));
+        buckets(c, BACKENDS, &cip, int_eps);
+    }
+    // External traffic (externalIPs, LoadBalancer IPs, NodePort).
+    let ext_local = m.external_policy_local(i);
+    let ext_eps = if ext_local { &cat.local } else { &cat.cluster };
+    for ip in &ext_ips {
+        let k = ipkey(ip);
+        if ext_local {
+            vmap(c, SVC_IPS, k.clone(), lb_chain("extl", aff, ext_eps.len()));
+            if !cat.cluster.is_empty() {
+                vmap(
+                    c,
+                    SHORT_IPS,
+                    k.clone(),
+                    lb_chain("short", aff, cat.cluster.len()),
+                );
+                buckets(c, SHORT_BACKENDS, &k, &cat.cluster);
+            }
+        } else {
+            vmap(c, SVC_IPS, k.clone(), lb_chain("ext", aff, ext_eps.len()));
+        }
+        buckets(c, BACKENDS, &k, ext_eps);
+    }
+    if np != 0 {
+        if ext_local {
+            vmap(
+                c,
+                SVC_NODEPORTS,
+                npkey.clone(),
+                lb_chain("npl", aff, ext_eps.len()),
+            );
+            if !cat.cluster.is_empty() {
+                vmap(
+                    c,
+                    SHORT_NODEPORTS,
+                    npkey.clone(),
+                    lb_chain("nps", aff, cat.cluster.len()),
+                );
+                buckets(c, SHORT_NP_BACKENDS, &npkey, &cat.cluster);
+            }
+        } else {
+            vmap(
+                c,
+                SVC_NODEPORTS,
+                npkey.clone(),
+                lb_chain("np", aff, ext_eps.len()),
+            );
+        }
+        buckets(c, NP_BACKENDS, &npkey, ext_eps);
+    }
+    // loadBalancerSourceRanges.
+    let ranges = m.source_ranges(i);
+    if !m.lb_ips(i).is_empty() && !ranges.is_empty() {
+        // Ranges that contain the node IP also allow the LB IPs themselves (as upstream).
+        let from_node = node_ip.is_some_and(|ip| {
+            ranges
+                .iter()
+                .any(|r| super::parse_cidr4(r).is_some_and(|(net, mask)| ip & mask == net))
+        });
+        for lb in m.lb_ips(i) {
+            let k = ipkey(lb);
+            c.add(FW_IPS, k.clone(), String::new());
+            for r in ranges {
+                c.add(FW_ALLOW, format!("{k} . {}", r.trim()), String::new());
+            }
+            if from_node {
+                c.add(FW_ALLOW, format!("{k} . {lb}/32"), String::new());
+            }
+        }
+    }
+    for &e in &cat.all_reachable {
+        let ip = &m.ep_ips[e];
+        c.add(HAIRPIN, format!("{ip} . {ip}"), String::new());
+    }
 }
 
 fn write_element(out: &mut String, k: &str, v: &str) {
@@ -448,123 +501,160 @@ fn write_element(out: &mut String, k: &str, v: &str) {
     }
 }
 
-/// Render the transaction: the whole table when `prev` is `None`, else the difference.
-pub fn render(m: &Model, cfg: &Config, prev: Option<&State>) -> Output {
-    let c = elements(m, cfg.node_ip.as_deref().and_then(super::parse_ip4));
-    let mut out = String::with_capacity(64 + c.order.iter().map(|v| v.len() * 48).sum::<usize>());
+/// The whole table, from scratch, in one transaction. Returns the number of elements written.
+pub(crate) fn write_full(
+    out: &mut String,
+    order: &[Vec<(String, String)>],
+    chains: &BTreeSet<String>,
+    cfg: &Config,
+) -> usize {
     let t = TABLE;
+    let statics = static_chains();
     let mut added = 0;
-    let mut deleted = 0;
+    let _ = writeln!(
+        out,
+        "add table ip {t}\ndelete table ip {t}\ntable ip {t} {{"
+    );
+    for (_, decl) in CONTAINERS {
+        let _ = writeln!(out, "\t{decl}");
+    }
+    for (name, body) in &statics {
+        let _ = writeln!(out, "\tchain {name} {{");
+        for l in body {
+            let _ = writeln!(out, "\t\t{l}");
+        }
+        out.push_str("\t}\n");
+    }
+    for ch in chains {
+        let _ = writeln!(out, "\tchain {ch} {{");
+        for l in chain_rules(ch, cfg) {
+            let _ = writeln!(out, "\t\t{l}");
+        }
+        out.push_str("\t}\n");
+    }
+    out.push_str("}\n");
+    for (k, (name, _)) in CONTAINERS.iter().enumerate() {
+        if order[k].is_empty() {
+            continue;
+        }
+        let _ = write!(out, "add element ip {t} {name} {{ ");
+        for (j, (key, v)) in order[k].iter().enumerate() {
+            if j > 0 {
+                out.push_str(", ");
+            }
+            write_element(out, key, v);
+        }
+        out.push_str(" }\n");
+        added += order[k].len();
+    }
+    added
+}
+
+/// A difference: new chains, element deletes then adds (each sorted by key), old chains.
+pub(crate) fn write_diff(
+    out: &mut String,
+    new_chains: &[&String],
+    old_chains: &[&String],
+    dels: &[Vec<&str>],
+    adds: &[Vec<(&str, &str)>],
+    cfg: &Config,
+) {
+    let t = TABLE;
+    for ch in new_chains {
+        // Block syntax: nft 1.0.6 rejects `dnat ip to <concat> map` in a one-line
+        // `add rule` ("conflicting protocols") but takes it inside a chain block.
+        let _ = writeln!(out, "table ip {t} {{ chain {ch} {{");
+        for l in chain_rules(ch, cfg) {
+            let _ = writeln!(out, "\t{l}");
+        }
+        out.push_str("}\n}\n");
+    }
+    for (k, (name, _)) in CONTAINERS.iter().enumerate() {
+        if !dels[k].is_empty() {
+            let _ = write!(out, "delete element ip {t} {name} {{ ");
+            out.push_str(&dels[k].join(", "));
+            out.push_str(" }\n");
+        }
+        if !adds[k].is_empty() {
+            let _ = write!(out, "add element ip {t} {name} {{ ");
+            for (j, (key, v)) in adds[k].iter().enumerate() {
+                if j > 0 {
+                    out.push_str(", ");
+                }
+                write_element(out, key, v);
+            }
+            out.push_str(" }\n");
+        }
+    }
+    for ch in old_chains {
+        let _ = writeln!(out, "delete chain ip {t} {ch}");
+    }
+}
+
+/// Rules in the static chains plus the given load-balancing chains.
+pub(crate) fn count_rules(chains: &BTreeSet<String>, cfg: &Config) -> usize {
     let statics = static_chains();
     let mut rules = statics
         .iter()
         .map(|(_, r)| r.iter().filter(|l| !l.starts_with("type ")).count())
         .sum::<usize>();
-    for ch in &c.chains {
+    for ch in chains {
         rules += chain_rules(ch, cfg).len();
     }
+    rules
+}
+
+pub(crate) fn static_chain_count() -> usize {
+    static_chains().len()
+}
+
+/// Render the transaction: the whole table when `prev` is `None`, else the difference.
+pub fn render(m: &Model, cfg: &Config, prev: Option<&State>) -> Output {
+    let c = elements(m, cfg.node_ip.as_deref().and_then(super::parse_ip4));
+    let mut out = String::with_capacity(64 + c.order.iter().map(|v| v.len() * 48).sum::<usize>());
+    let mut added = 0;
+    let mut deleted = 0;
+    let rules = count_rules(&c.chains, cfg);
     match prev {
-        None => {
-            let _ = writeln!(
-                out,
-                "add table ip {t}\ndelete table ip {t}\ntable ip {t} {{"
-            );
-            for (_, decl) in CONTAINERS {
-                let _ = writeln!(out, "\t{decl}");
-            }
-            for (name, body) in &statics {
-                let _ = writeln!(out, "\tchain {name} {{");
-                for l in body {
-                    let _ = writeln!(out, "\t\t{l}");
-                }
-                out.push_str("\t}\n");
-            }
-            for ch in &c.chains {
-                let _ = writeln!(out, "\tchain {ch} {{");
-                for l in chain_rules(ch, cfg) {
-                    let _ = writeln!(out, "\t\t{l}");
-                }
-                out.push_str("\t}\n");
-            }
-            out.push_str("}\n");
-            for (k, (name, _)) in CONTAINERS.iter().enumerate() {
-                if c.order[k].is_empty() {
-                    continue;
-                }
-                let _ = write!(out, "add element ip {t} {name} {{ ");
-                for (j, (key, v)) in c.order[k].iter().enumerate() {
-                    if j > 0 {
-                        out.push_str(", ");
-                    }
-                    write_element(&mut out, key, v);
-                }
-                out.push_str(" }\n");
-                added += c.order[k].len();
-            }
-        }
+        None => added = write_full(&mut out, &c.order, &c.chains, cfg),
         Some(p) => {
             let new_chains: Vec<&String> = c.chains.difference(&p.chains).collect();
             let old_chains: Vec<&String> = p.chains.difference(&c.chains).collect();
-            for ch in &new_chains {
-                // Block syntax: nft 1.0.6 rejects `dnat ip to <concat> map` in a one-line
-                // `add rule` ("conflicting protocols") but takes it inside a chain block.
-                let _ = writeln!(out, "table ip {t} {{ chain {ch} {{");
-                for l in chain_rules(ch, cfg) {
-                    let _ = writeln!(out, "\t{l}");
-                }
-                out.push_str("}\n}\n");
-            }
-            for (k, (name, _)) in CONTAINERS.iter().enumerate() {
+            let mut dels: Vec<Vec<&str>> = vec![Vec::new(); CONTAINERS.len()];
+            let mut adds: Vec<Vec<(&str, &str)>> = vec![Vec::new(); CONTAINERS.len()];
+            for k in 0..CONTAINERS.len() {
                 let old = p.elements.get(k);
-                let mut dels: Vec<&str> = Vec::new();
                 if let Some(old) = old {
                     // Keys gone; keys whose value changed are deleted and re-added below.
-                    dels.extend(
+                    dels[k].extend(
                         old.keys()
                             .filter(|key| !c.seen[k].contains(*key))
                             .map(|s| s.as_str()),
                     );
                 }
-                let mut adds: Vec<(&str, &str)> = Vec::new();
                 for (key, v) in &c.order[k] {
                     match old.and_then(|o| o.get(key)) {
                         Some(ov) if ov == v => {}
                         Some(_) => {
-                            dels.push(key);
-                            adds.push((key, v));
+                            dels[k].push(key);
+                            adds[k].push((key, v));
                         }
-                        None => adds.push((key, v)),
+                        None => adds[k].push((key, v)),
                     }
                 }
-                dels.sort_unstable();
-                if !dels.is_empty() {
-                    let _ = write!(out, "delete element ip {t} {name} {{ ");
-                    out.push_str(&dels.join(", "));
-                    out.push_str(" }\n");
-                    deleted += dels.len();
-                }
-                if !adds.is_empty() {
-                    let _ = write!(out, "add element ip {t} {name} {{ ");
-                    for (j, (key, v)) in adds.iter().enumerate() {
-                        if j > 0 {
-                            out.push_str(", ");
-                        }
-                        write_element(&mut out, key, v);
-                    }
-                    out.push_str(" }\n");
-                    added += adds.len();
-                }
+                dels[k].sort_unstable();
+                adds[k].sort_unstable();
+                added += adds[k].len();
+                deleted += dels[k].len();
             }
-            for ch in &old_chains {
-                let _ = writeln!(out, "delete chain ip {t} {ch}");
-            }
+            write_diff(&mut out, &new_chains, &old_chains, &dels, &adds, cfg);
         }
     }
     let state = State {
         elements: c
             .order
             .into_iter()
-            .map(|v| v.into_iter().collect::<HashMap<_, _>>())
+            .map(|v| v.into_iter().collect::<FxMap<_, _>>())
             .collect(),
         chains: c.chains,
     };
@@ -572,7 +662,7 @@ pub fn render(m: &Model, cfg: &Config, prev: Option<&State>) -> Output {
         text: out,
         full: prev.is_none(),
         elements: state.element_count(),
-        chains: statics.len() + state.chains.len(),
+        chains: static_chain_count() + state.chains.len(),
         rules,
         added,
         deleted,

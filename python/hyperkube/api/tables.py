@@ -112,10 +112,10 @@ def pod_status_reason(pod: Obj) -> tuple[str, int, int, int, str | None]:
                 reason = st["waiting"]["reason"]
             elif (st.get("terminated") or {}).get("reason"):
                 reason = st["terminated"]["reason"]
-            elif st.get("terminated"):
+            elif st.get("terminated") is not None:
                 t = st["terminated"]
                 reason = f"Signal:{t['signal']}" if t.get("signal") else f"ExitCode:{t.get('exitCode', 0)}"
-            elif st.get("running") and c.get("ready"):
+            elif st.get("running") is not None and c.get("ready"):
                 has_running = True
                 ready += 1
         if reason == "Completed" and has_running:

@@ -4,10 +4,15 @@ For each resource the first watch request starts a :class:`WatchCache`, which op
 ``store.watch(prefix, rev)`` and keeps a window of the most recent events (decoded once). A
 watcher that asks for a resourceVersion inside the window is replayed from it and then follows
 live events; an older one is served by a store watch of its own (which answers 410 Gone when the
-revision is compacted). Each event is matched against all watchers at once (:mod:`.fanout`) and
-appended to each receiving watcher's buffer; the watcher's HTTP writer encodes it (each event is
-encoded once per output format, cached on the event) and flushes in batches. A watcher whose
-buffer overflows is closed and re-watches, as upstream's terminated-watcher behaviour.
+revision is compacted).
+
+Events are dispatched in batches (whatever arrived while the previous batch was being sent).
+Matching every event of a batch against every watcher's namespace, label and field selectors is
+the compiled ``hyperkube._native.WatchFanout``: for JSON watchers it also frames the watch lines
+(each event's object is encoded to JSON once) and returns one payload per watcher, which is
+appended to the watcher's buffer; watchers that asked for Tables get (type, event) rows and
+encode them per format (once per event, cached on the event). A watcher whose buffer overflows
+is closed and re-watches, as upstream's terminated-watcher behaviour.
 """
 
 from __future__ import annotations
@@ -20,14 +25,19 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from hyperkube import _native
 from hyperkube.api import fields as _fields
 from hyperkube.api.registry import Resource
+from hyperkube.api.serialization import to_json
 from hyperkube.apiserver.fanout import PyFanout
 from hyperkube.storage.interface import Compacted, Event, Store
 
 log = logging.getLogger("hyperkube.apiserver.watch")
 
 MAX_BUFFER = 100_000
+DIRECT_WRITE_LIMIT = 1 << 20
+TYPE_CODES = {"ADDED": 0, "MODIFIED": 1, "DELETED": 2}
+TYPE_NAMES = ("ADDED", "MODIFIED", "DELETED")
 _ids = itertools.count(1)
 
 
@@ -43,6 +53,7 @@ class CacheEvent:
         "prev_labels",
         "prev_fields",
         "encoded",
+        "json",
     )
 
     def __init__(
@@ -69,35 +80,72 @@ class CacheEvent:
             self.prev_labels = None
             self.prev_fields = None
         self.encoded: dict[Any, bytes] = {}
+        self.json: bytes | None = None
+
+    def ensure_fields(self, plural: str) -> None:
+        if self.fields is None:
+            self.fields = _fields.field_set(plural, self.obj)
+            if self.prev is not None:
+                self.prev_fields = _fields.field_set(plural, self.prev)
+
+    def native(self) -> tuple[int, str, Any, Any, Any, Any]:
+        return (TYPE_CODES[self.type], self.ns, self.labels, self.fields, self.prev_labels, self.prev_fields)
 
 
 class Watcher:
-    """One client watch: a buffer of (event type, CacheEvent) the HTTP writer drains."""
+    """One client watch: a buffer of payloads (bytes, already framed) or (type, CacheEvent) rows
+    that the HTTP writer drains."""
 
-    def __init__(self, namespace: str, label_selector: str, field_selector: str) -> None:
+    def __init__(
+        self, namespace: str, label_selector: str, field_selector: str, raw_json: bool = False
+    ) -> None:
         self.id = next(_ids)
         self.namespace = namespace
         self.label_selector = label_selector
         self.field_selector = field_selector
-        self.buf: list[tuple[str, CacheEvent]] = []
+        self.raw_json = raw_json  # plain JSON objects: accepts pre-framed payloads
+        self.buf: list[Any] = []
         self.wake = asyncio.Event()
         self.closed = False
         self.error: Exception | None = None
+        self.last_rev = 0
+        # set by the HTTP writer once it is streaming (chunked) and idle: JSON payloads may then be
+        # written straight to the socket by the dispatcher
+        self.transport: Any = None
 
     def deliver(self, etype: str, ev: CacheEvent) -> None:
         if self.closed:
             return
         self.buf.append((etype, ev))
+        self.last_rev = ev.revision
+        if len(self.buf) > MAX_BUFFER:
+            self.close(None)
+        self.wake.set()
+
+    def deliver_payload(self, payload: bytes, rev: int) -> None:
+        if self.closed:
+            return
+        t = self.transport
+        if t is not None and not self.buf:
+            # fast path: the HTTP writer is idle and the socket keeps up, so frame the chunk and
+            # write it now instead of waking the writer task (order is kept: the buffer is empty)
+            if not t.is_closing() and t.get_write_buffer_size() < DIRECT_WRITE_LIMIT:
+                t.write(b"%x\r\n%s\r\n" % (len(payload), payload))
+                self.last_rev = rev
+                return
+        self.buf.append(payload)
+        self.last_rev = rev
         if len(self.buf) > MAX_BUFFER:
             self.close(None)
         self.wake.set()
 
     def close(self, error: Exception | None) -> None:
+        self.transport = None
         self.closed = True
         self.error = error
         self.wake.set()
 
-    def drain(self) -> list[tuple[str, CacheEvent]]:
+    def drain(self) -> list[Any]:
         out, self.buf = self.buf, []
         self.wake.clear()
         return out
@@ -115,6 +163,20 @@ def _decode_event(
     return CacheEvent(str(ev.type), ev.revision, obj, prev, plural, need_fields)
 
 
+def replay(w: Watcher, events: Any, plural: str, from_rev: int) -> None:
+    """Deliver to one watcher the events after from_rev that it would have seen (plain Python:
+    a single watcher, the window only)."""
+    single = PyFanout()
+    single.add(w.id, w, w.namespace, w.label_selector, w.field_selector)
+    for ev in events:
+        if ev.revision <= from_rev:
+            continue
+        if w.field_selector:
+            ev.ensure_fields(plural)
+        for etype, _ in single.dispatch(ev.type, ev.ns, ev.labels, ev.fields, ev.prev_labels, ev.prev_fields):
+            w.deliver(etype, ev)
+
+
 class WatchCache:
     def __init__(
         self,
@@ -122,19 +184,22 @@ class WatchCache:
         res: Resource,
         decode: Callable[[bytes, int], dict[str, Any]],
         window: int = 10_000,
-        fanout_factory: Callable[[], Any] = PyFanout,
     ) -> None:
         self.store, self.res, self.decode = store, res, decode
         self.window: deque[CacheEvent] = deque(maxlen=window)
         self.start_rev = 0
         self.dropped_rev = 0
         self.rev = 0
-        self.fanout = fanout_factory()
+        self.json_fanout = _native.WatchFanout()
+        self.row_fanout = _native.WatchFanout()
         self.watchers: dict[int, Watcher] = {}
         self.task: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
-        self.need_fields = False
+        self.field_watchers = 0
+        self.selector_watchers = 0
         self.events_total = 0
+        self._pending: list[Event] = []
+        self._pending_wake = asyncio.Event()
 
     async def ensure_started(self) -> None:
         if self.task is None:
@@ -142,69 +207,116 @@ class WatchCache:
         await self._started.wait()
 
     def covered_from(self) -> int:
-        """The oldest revision R such that every event after R is in the window."""
+        """Every event after this revision is in the window."""
         return max(self.start_rev, self.dropped_rev)
 
     async def _run(self) -> None:
         while True:
+            reader: asyncio.Task[None] | None = None
             try:
                 self.start_rev = self.rev = await self.store.current_revision()
                 self.window.clear()
                 self.dropped_rev = 0
                 self._started.set()
-                async for ev in self.store.watch(self.res.prefix(), self.start_rev):
-                    self._dispatch(_decode_event(ev, self.decode, self.res.plural, self.need_fields))
-                return
+                reader = asyncio.create_task(self._read(self.store.watch(self.res.prefix(), self.start_rev)))
+                while True:
+                    if not self._pending:
+                        self._pending_wake.clear()
+                        waiter = asyncio.create_task(self._pending_wake.wait())
+                        done, _ = await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                        if waiter not in done:
+                            waiter.cancel()
+                    batch, self._pending = self._pending, []
+                    if batch:
+                        self._dispatch(batch)
+                    elif reader.done():
+                        reader.result()
+                        return
             except asyncio.CancelledError:
+                if reader is not None:
+                    reader.cancel()
                 raise
             except Exception as e:  # store watch ended (overflow, compaction, restart): watchers re-watch
                 log.warning("watch cache for %s restarting: %s", self.res.plural, e)
+                if reader is not None:
+                    reader.cancel()
+                self._pending = []
                 for w in list(self.watchers.values()):
                     w.close(None)
                 await asyncio.sleep(0.2)
 
-    def _dispatch(self, ev: CacheEvent) -> None:
-        if len(self.window) == self.window.maxlen:
-            self.dropped_rev = self.window[0].revision
-        self.window.append(ev)
-        self.rev = ev.revision
-        self.events_total += 1
+    async def _read(self, it: Any) -> None:
+        async for ev in it:
+            self._pending.append(ev)
+            self._pending_wake.set()
+
+    def _dispatch(self, raw: list[Event]) -> None:
+        need_fields = self.field_watchers > 0
+        plural = self.res.plural
+        batch = [_decode_event(e, self.decode, plural, need_fields) for e in raw]
+        for ev in batch:
+            if len(self.window) == self.window.maxlen:
+                self.dropped_rev = self.window[0].revision
+            self.window.append(ev)
+        self.rev = batch[-1].revision
+        self.events_total += len(batch)
         if not self.watchers:
             return
-        for etype, targets in self.fanout.dispatch(
-            ev.type, ev.ns, ev.labels, ev.fields, ev.prev_labels, ev.prev_fields
-        ):
-            for w in targets:
-                w.deliver(etype, ev)
+        events = [ev.native() for ev in batch]
+        if len(self.json_fanout):
+            objects = []
+            for ev in batch:
+                if ev.json is None:
+                    ev.json = to_json(ev.obj)
+                objects.append(ev.json)
+            prev_objects = None
+            if self.selector_watchers:
+                prev_objects = [
+                    to_json(ev.prev) if ev.type == "MODIFIED" and ev.prev is not None else None
+                    for ev in batch
+                ]
+            ids, payloads = self.json_fanout.fanout(events, objects, prev_objects)
+            rev = self.rev
+            watchers = self.watchers
+            for wid, payload in zip(ids, payloads, strict=True):
+                w = watchers.get(wid)
+                if w is not None:
+                    w.deliver_payload(payload, rev)
+        if len(self.row_fanout):
+            wids, idx, types = self.row_fanout.dispatch(events)
+            for wid, i, t in zip(wids.tolist(), idx.tolist(), types.tolist(), strict=True):
+                w = self.watchers.get(wid)
+                if w is not None:
+                    w.deliver(TYPE_NAMES[t], batch[i])
 
     def subscribe(self, w: Watcher, from_rev: int) -> bool:
         """Attach a watcher that has seen everything up to from_rev. False if the window does not
         reach back that far (the caller then serves it from the store)."""
-        if w.field_selector:
-            self.need_fields = True
         if from_rev < self.covered_from():
             return False
+        fan = self.json_fanout if w.raw_json else self.row_fanout
+        try:
+            fan.add(w.id, w.namespace or None, w.label_selector, w.field_selector)
+        except ValueError as e:
+            from hyperkube.api import errors
+
+            raise errors.bad_request(str(e)) from None
         self.watchers[w.id] = w
-        self.fanout.add(w.id, w, w.namespace, w.label_selector, w.field_selector)
+        if w.field_selector:
+            self.field_watchers += 1
+        if w.field_selector or w.label_selector:
+            self.selector_watchers += 1
         if self.window and self.window[-1].revision > from_rev:
-            single = PyFanout()
-            single.add(w.id, w, w.namespace, w.label_selector, w.field_selector)
-            for ev in self.window:
-                if ev.revision <= from_rev:
-                    continue
-                if w.field_selector and ev.fields is None:
-                    ev.fields = _fields.field_set(self.res.plural, ev.obj)
-                    if ev.prev is not None:
-                        ev.prev_fields = _fields.field_set(self.res.plural, ev.prev)
-                for etype, _ in single.dispatch(
-                    ev.type, ev.ns, ev.labels, ev.fields, ev.prev_labels, ev.prev_fields
-                ):
-                    w.deliver(etype, ev)
+            replay(w, self.window, self.res.plural, from_rev)
         return True
 
     def unsubscribe(self, w: Watcher) -> None:
         if self.watchers.pop(w.id, None) is not None:
-            self.fanout.remove(w.id)
+            (self.json_fanout if w.raw_json else self.row_fanout).remove(w.id)
+            if w.field_selector:
+                self.field_watchers -= 1
+            if w.field_selector or w.label_selector:
+                self.selector_watchers -= 1
 
     async def stop(self) -> None:
         for w in list(self.watchers.values()):

@@ -273,9 +273,6 @@ class SharedInformer:
         deleted = [store.get(k) for k in store.keys() if k not in new_keys]
         store.replace(items)
         first = not self.has_synced
-        self._synced.set()
-        if not self._handlers:
-            return
         for kind, old, obj in changes:
             for reg in list(self._handlers):
                 if kind == "add":
@@ -285,6 +282,7 @@ class SharedInformer:
         for gone in deleted:
             for reg in list(self._handlers):
                 await _call(reg.on_delete, gone)
+        self._synced.set()  # after the handlers saw the initial objects (client-go's HasSynced)
         if first:
             log.debug("%s: synced %d objects at rv %s", self.resource, len(items), rv)
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hyperkube import _native
-from hyperkube.proxy.model import Model, row_fingerprints
+from hyperkube.proxy.model import Model
 
 
 class Runner(Protocol):
@@ -142,6 +142,11 @@ class _Base:
             "node_ip": node_ip,
             "masquerade_all": masquerade_all,
         }
+        self.table = _native.ProxyTable(self.mode, **self.opts)
+
+    def update(self, model: Model, removed: list[tuple[str, int]] | None = None) -> None:
+        """Upsert the rows of changed services (``ModelBuilder.changes()``) for the next sync."""
+        self.table.update(model, removed or [])
 
     def _check(self, proc: subprocess.CompletedProcess[bytes], what: str) -> None:
         if proc.returncode != 0:
@@ -154,17 +159,8 @@ class IptablesBackend(_Base):
 
     mode = "iptables"
 
-    def __init__(self, runner: Runner | None = None, **kw: Any) -> None:
-        super().__init__(runner, **kw)
-        self.active: list[str] | None = None  # None: next sync is full
-        self.fingerprints: dict[str, tuple[Any, ...]] = {}
-
-    def render(
-        self, model: Model, changed: list[bool] | None = None, existing: list[str] | None = None
-    ) -> bytes:
-        text, _, _ = _native.proxy_render_iptables(
-            model, changed=changed, existing_chains=existing or [], **self.opts
-        )
+    def render(self, model: Model) -> bytes:
+        text, _, _ = _native.proxy_render_iptables(model, **self.opts)
         return text
 
     def _save(self, table: str) -> str:
@@ -172,29 +168,30 @@ class IptablesBackend(_Base):
         self._check(proc, f"iptables-save -t {table}")
         return proc.stdout.decode()
 
-    def sync(self, model: Model, full: bool = False) -> SyncResult:
+    def sync(self, model: Model | None = None, full: bool = False) -> SyncResult:
+        """Apply the table (replaced by ``model`` when given): partial unless ``full``."""
         t0 = time.perf_counter()
-        fps = row_fingerprints(model)
-        if not full and self.active is not None:
-            changed = [self.fingerprints.get(k) != v for k, v in fps.items()]
-            text, active, stats = _native.proxy_render_iptables(
-                model, changed=changed, existing_chains=self.active, **self.opts
-            )
-            t1 = time.perf_counter()
-            proc = self.run(["iptables-restore", "-w", "--noflush"], input=text)
-            if proc.returncode == 0:
-                self.active, self.fingerprints = active, fps
-                t2 = time.perf_counter()
-                return SyncResult(self.mode, False, t2 - t0, t1 - t0, t2 - t1, stats)
-            # KEP-3453: a failed partial restore is followed by a full one.
-            res = self.sync(model, full=True)
-            res.fell_back = True
-            return res
+        if model is not None:
+            self.table.replace(model)
+        if not full:
+            text, stats = self.table.render(False)
+            if not stats["full"]:
+                t1 = time.perf_counter()
+                proc = self.run(["iptables-restore", "-w", "--noflush"], input=text)
+                if proc.returncode == 0:
+                    self.table.commit()
+                    t2 = time.perf_counter()
+                    return SyncResult(self.mode, False, t2 - t0, t1 - t0, t2 - t1, stats)
+                # KEP-3453: a failed partial restore is followed by a full one.
+                self.table.invalidate()
+                res = self.sync(full=True)
+                res.fell_back = True
+                return res
         filt, nat = self._save("filter"), self._save("nat")
-        fchains, frules = _saved(filt)
+        _, frules = _saved(filt)
         nchains, nrules = _saved(nat)
         existing = sorted(c for c in nchains if c.startswith(SERVICE_CHAIN_PREFIXES))
-        text, active, stats = _native.proxy_render_iptables(model, existing_chains=existing, **self.opts)
+        text, stats = self.table.render(True, existing)
         jumps: dict[str, list[str]] = {"filter": [], "nat": []}
         for table, chain, args in JUMP_RULES:
             have = frules if table == "filter" else nrules
@@ -208,9 +205,9 @@ class IptablesBackend(_Base):
         t1 = time.perf_counter()
         proc = self.run(["iptables-restore", "-w", "--noflush"], input=out.encode())
         if proc.returncode != 0:
-            self.active = None
+            self.table.invalidate()
             self._check(proc, "iptables-restore")
-        self.active, self.fingerprints = active, fps
+        self.table.commit()
         t2 = time.perf_counter()
         return SyncResult(self.mode, True, t2 - t0, t1 - t0, t2 - t1, stats)
 
@@ -231,49 +228,44 @@ class IptablesBackend(_Base):
             out.append("COMMIT")
         proc = self.run(["iptables-restore", "-w", "--noflush"], input=("\n".join(out) + "\n").encode())
         self._check(proc, "iptables-restore (cleanup)")
-        self.active = None
-        self.fingerprints = {}
+        self.table.invalidate()
 
 
 class NftablesBackend(_Base):
     """Our nftables design: one table, element-level updates."""
 
     mode = "nftables"
-    table = "hyperkube"
+    table_name = "hyperkube"
 
-    def __init__(self, runner: Runner | None = None, **kw: Any) -> None:
-        super().__init__(runner, **kw)
-        self.state: _native.NftablesState | None = None
-
-    def render(self, model: Model, full: bool = True) -> bytes:
-        text, _, _ = _native.proxy_render_nftables(model, previous=None if full else self.state, **self.opts)
+    def render(self, model: Model) -> bytes:
+        text, _, _ = _native.proxy_render_nftables(model, **self.opts)
         return text
 
-    def sync(self, model: Model, full: bool = False) -> SyncResult:
+    def sync(self, model: Model | None = None, full: bool = False) -> SyncResult:
+        """Apply the table (replaced by ``model`` when given): the difference unless ``full``."""
         t0 = time.perf_counter()
-        prev = None if full else self.state
-        text, state, stats = _native.proxy_render_nftables(model, previous=prev, **self.opts)
+        if model is not None:
+            self.table.replace(model)
+        text, stats = self.table.render(full)
         t1 = time.perf_counter()
-        if not text:
-            self.state = state
-            return SyncResult(self.mode, prev is None, t1 - t0, t1 - t0, 0.0, stats)
-        proc = self.run(["nft", "-f", "-"], input=text)
-        if proc.returncode != 0:
-            self.state = None
-            if prev is not None:
-                res = self.sync(model, full=True)
-                res.fell_back = True
-                return res
-            self._check(proc, "nft -f")
-        self.state = state
+        if text:
+            proc = self.run(["nft", "-f", "-"], input=text)
+            if proc.returncode != 0:
+                self.table.invalidate()
+                if not stats["full"]:
+                    res = self.sync(full=True)
+                    res.fell_back = True
+                    return res
+                self._check(proc, "nft -f")
+        self.table.commit()
         t2 = time.perf_counter()
-        return SyncResult(self.mode, prev is None, t2 - t0, t1 - t0, t2 - t1, stats)
+        return SyncResult(self.mode, bool(stats["full"]), t2 - t0, t1 - t0, t2 - t1, stats)
 
     def cleanup(self) -> None:
-        proc = self.run(["nft", "delete", "table", "ip", self.table])
+        proc = self.run(["nft", "delete", "table", "ip", self.table_name])
         if proc.returncode != 0 and b"No such file or directory" not in proc.stderr:
             self._check(proc, "nft delete table")
-        self.state = None
+        self.table.invalidate()
 
 
 Backend = IptablesBackend | NftablesBackend

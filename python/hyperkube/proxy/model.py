@@ -242,25 +242,76 @@ def build_model(
     return m
 
 
-def row_fingerprints(m: Model) -> dict[str, tuple[Any, ...]]:
-    """Service port name -> everything its chains depend on (to find rows changed since a sync)."""
-    out: dict[str, tuple[Any, ...]] = {}
-    eo, xo, lo, so = m["ep_offsets"], m["external_ip_offsets"], m["lb_ip_offsets"], m["source_range_offsets"]
-    for i, name in enumerate(m["names"]):
-        a, b = eo[i], eo[i + 1]
-        out[f"{name}/{m['protocols'][i]}"] = (
-            m["protocols"][i],
-            m["cluster_ips"][i],
-            m["ports"][i],
-            m["node_ports"][i],
-            m["health_check_node_ports"][i],
-            m["flags"][i],
-            m["affinity_timeouts"][i],
-            tuple(m["external_ips"][xo[i] : xo[i + 1]]),
-            tuple(m["lb_ips"][lo[i] : lo[i + 1]]),
-            tuple(m["source_ranges"][so[i] : so[i + 1]]),
-            tuple(m["ep_ips"][a:b]),
-            tuple(m["ep_ports"][a:b]),
-            tuple(m["ep_flags"][a:b]),
-        )
-    return out
+def service_of(row_name: str) -> tuple[str, str]:
+    """(namespace, service name) of a service port name ``ns/name[:port]``."""
+    ns, rest = row_name.split("/", 1)
+    return ns, rest.split(":", 1)[0]
+
+
+class ModelBuilder:
+    """Services and EndpointSlices as they change -> row updates for a ``ProxyTable``.
+
+    The informer handlers call ``set_*``/``delete_*``; ``changes()`` returns the rows of the
+    services touched since the last call (as a model) and the keys of their rows that are gone,
+    so a sync costs O(changed services), not O(services).
+    """
+
+    def __init__(self, node_name: str | None = None) -> None:
+        self.node_name = node_name
+        self.services: dict[tuple[str, str], Mapping[str, Any]] = {}
+        self.slices: dict[tuple[str, str], Mapping[str, Any]] = {}
+        self.slices_of: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        self.service_of_slice: dict[tuple[str, str], tuple[str, str]] = {}
+        self.rows: dict[tuple[str, str], list[tuple[str, int]]] = {}
+        self.dirty: set[tuple[str, str]] = set()
+
+    @staticmethod
+    def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
+        md = obj.get("metadata") or {}
+        return md.get("namespace") or "default", md.get("name") or ""
+
+    def set_service(self, svc: Mapping[str, Any]) -> None:
+        k = self._key(svc)
+        self.services[k] = svc
+        self.dirty.add(k)
+
+    def delete_service(self, namespace: str, name: str) -> None:
+        self.services.pop((namespace, name), None)
+        self.dirty.add((namespace, name))
+
+    def set_slice(self, sl: Mapping[str, Any]) -> None:
+        k = self._key(sl)
+        self.delete_slice(*k)
+        svc = ((sl.get("metadata") or {}).get("labels") or {}).get(SERVICE_NAME_LABEL)
+        if not svc:
+            return
+        sk = (k[0], svc)
+        self.slices[k] = sl
+        self.service_of_slice[k] = sk
+        self.slices_of.setdefault(sk, set()).add(k)
+        self.dirty.add(sk)
+
+    def delete_slice(self, namespace: str, name: str) -> None:
+        k = (namespace, name)
+        self.slices.pop(k, None)
+        sk = self.service_of_slice.pop(k, None)
+        if sk is not None:
+            self.slices_of.get(sk, set()).discard(k)
+            self.dirty.add(sk)
+
+    def changes(self) -> tuple[Model, list[tuple[str, int]]]:
+        dirty, self.dirty = self.dirty, set()
+        svcs = [self.services[k] for k in sorted(dirty) if k in self.services]
+        sls = [self.slices[s] for k in sorted(dirty) for s in sorted(self.slices_of.get(k, ()))]
+        m = build_model(svcs, sls, self.node_name)
+        new_rows: dict[tuple[str, str], list[tuple[str, int]]] = {}
+        for name, proto in zip(m["names"], m["protocols"], strict=True):
+            new_rows.setdefault(service_of(name), []).append((name, proto))
+        removed: list[tuple[str, int]] = []
+        for k in dirty:
+            old = set(self.rows.pop(k, []))
+            new = new_rows.get(k, [])
+            removed += sorted(old - set(new))
+            if new:
+                self.rows[k] = new
+        return m, removed

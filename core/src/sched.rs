@@ -1,1 +1,0 @@
-//! The `sched` hot path (see DESIGN.md). Filled in by the sched work.
