@@ -168,10 +168,14 @@ async def test_service_endpoints_follow_pods(cm, client: Client) -> None:
         ep = await client.get(ENDPOINTS, "api", ns)
         assert ep["subsets"][0]["ports"] == [{"name": "web", "port": 8080, "protocol": "TCP"}]
         assert {a["targetRef"]["kind"] for a in ep["subsets"][0]["addresses"]} == {"Pod"}
-        slices = (await client.list(ENDPOINTSLICES, ns, label_selector="kubernetes.io/service-name=api"))[
-            "items"
-        ]
-        assert len(slices) == 1
+
+        async def one_slice() -> list:
+            sls = (await client.list(ENDPOINTSLICES, ns, label_selector="kubernetes.io/service-name=api"))[
+                "items"
+            ]
+            return sls if len(sls) == 1 and len(sls[0].get("endpoints") or []) == 2 else []
+
+        slices = await eventually(one_slice, 10, what="one slice with 2 endpoints")
         sl = slices[0]
         assert sl["addressType"] == "IPv4" and sl["ports"] == [
             {"name": "web", "port": 8080, "protocol": "TCP"}
