@@ -107,8 +107,15 @@ def load_kubeconfig(path: str | None = None, context: str | None = None) -> Kube
     path = (
         path or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or os.path.expanduser("~/.kube/config")
     )
-    with open(path) as f:
-        doc = yaml.safe_load(f) or {}
+    try:
+        with open(path) as f:
+            doc = yaml.safe_load(f) or {}
+    except OSError as e:
+        raise ValueError(f"cannot read kubeconfig {path}: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"kubeconfig {path} is not valid YAML: {e}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"kubeconfig {path}: expected a mapping at the top level")
     base = os.path.dirname(os.path.abspath(path))
 
     def named(kind: str, name: str | None) -> dict[str, Any]:
