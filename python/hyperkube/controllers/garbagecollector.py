@@ -40,7 +40,7 @@ ORPHAN = "orphan"
 IGNORED = {("", "events"), ("events.k8s.io", "events")}
 
 
-@dataclass
+@dataclass(slots=True)
 class Node:
     uid: str
     res: Resource
