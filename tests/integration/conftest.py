@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -99,8 +100,11 @@ def run_kubectl(
 
 
 def start_apiserver(
-    data_dir: Path, storage: str | None = None, extra: list[str] | None = None
+    data_dir: Path, storage: str | None = None, extra: list[str] | None = None, secure: bool = False
 ) -> APIServerProcess:
+    """``secure=False`` runs the development mode (``--insecure-http``: plain HTTP, no
+    authentication) that the tests written before TLS use; ``secure=True`` serves HTTPS with
+    the cluster PKI and the kubeconfig carries the administrator's client certificate."""
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "apiserver.log"
@@ -118,17 +122,21 @@ def start_apiserver(
     ]
     if storage:
         cmd += ["--storage", storage]
+    if not secure:
+        cmd.append("--insecure-http")
     cmd += extra or []
     with open(log_path, "wb") as logf:
         proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if secure else 'http'}://127.0.0.1:{port}"
     srv = APIServerProcess(url, str(data_dir / "kubeconfig"), str(data_dir), port, proc, str(log_path))
     deadline = time.monotonic() + 30
+    ca = data_dir / "pki" / "ca.crt"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"hyperkube server exited with {proc.returncode}:\n{srv.log()}")
         try:
-            with urllib.request.urlopen(url + "/readyz", timeout=1) as r:
+            ctx = ssl.create_default_context(cafile=str(ca)) if secure and ca.exists() else None
+            with urllib.request.urlopen(url + "/readyz", timeout=1, context=ctx) as r:
                 if r.status == 200 and Path(srv.kubeconfig).exists():
                     return srv
         except OSError:

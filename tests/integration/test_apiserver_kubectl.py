@@ -295,3 +295,16 @@ def test_explain_pod_spec(srv: APIServerProcess) -> None:
     assert "KIND:       Pod" in out and "FIELD: spec <PodSpec>" in out
     assert "containers\t<[]Container> -required-" in out
     assert "Number of desired pods" in k(srv, "explain", "deployment.spec.replicas")
+
+
+def test_unknown_fields_strict_warn_ignore(srv: APIServerProcess, tmp_path: Path) -> None:
+    k(srv, "create", "namespace", "typo")
+    f = tmp_path / "cm.yaml"
+    f.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: t\n  namespace: typo\ndataa:\n  a: b\n")
+    r = srv.kubectl("apply", "-f", str(f), check=False)
+    assert r.returncode == 1 and 'strict decoding error: unknown field "dataa"' in r.stderr
+    assert srv.kubectl("-n", "typo", "get", "cm", "t", check=False).returncode == 1  # nothing written
+    r = srv.kubectl("apply", "-f", str(f), "--validate=warn")
+    assert 'Warning: unknown field "dataa"' in r.stderr
+    cm = json.loads(k(srv, "-n", "typo", "get", "cm", "t", "-o", "json"))
+    assert "dataa" not in cm  # dropped, as decoding into upstream's types drops it

@@ -169,14 +169,14 @@ async def test_service_endpoints_follow_pods(cm, client: Client) -> None:
         assert ep["subsets"][0]["ports"] == [{"name": "web", "port": 8080, "protocol": "TCP"}]
         assert {a["targetRef"]["kind"] for a in ep["subsets"][0]["addresses"]} == {"Pod"}
 
-        async def one_slice() -> list:
-            sls = (await client.list(ENDPOINTSLICES, ns, label_selector="kubernetes.io/service-name=api"))[
+        async def slice_with_two() -> dict | None:
+            items = (await client.list(ENDPOINTSLICES, ns, label_selector="kubernetes.io/service-name=api"))[
                 "items"
             ]
-            return sls if len(sls) == 1 and len(sls[0].get("endpoints") or []) == 2 else []
+            return items[0] if len(items) == 1 and len(items[0].get("endpoints") or []) == 2 else None
 
-        slices = await eventually(one_slice, 10, what="one slice with 2 endpoints")
-        sl = slices[0]
+        # the EndpointSlice controller works independently of the Endpoints one
+        sl = await eventually(slice_with_two, 30, what="an EndpointSlice with 2 endpoints")
         assert sl["addressType"] == "IPv4" and sl["ports"] == [
             {"name": "web", "port": 8080, "protocol": "TCP"}
         ]

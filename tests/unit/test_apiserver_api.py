@@ -255,3 +255,73 @@ def test_allocators() -> None:
     assert {ports.allocate(), ports.allocate()} == {30000, 30001}
     with pytest.raises(Exception, match="range is full"):
         ports.allocate()
+
+
+def test_prune_unknown_fields() -> None:
+    from hyperkube.apiserver import openapi
+
+    schema = openapi.kind_schema("", "v1", "Pod")
+    assert schema is not None
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "labels": {"a": "b"}, "bogus": 1},
+        "spec": {
+            "containers": [
+                {"name": "c", "image": "i", "imagee": "x", "ports": [{"containerPort": 1, "hostIP2": "x"}]}
+            ]
+        },
+        "extra": True,
+    }
+    assert openapi.prune_unknown(schema, pod) == [
+        "metadata.bogus",
+        "spec.containers[0].imagee",
+        "spec.containers[0].ports[0].hostIP2",
+        "extra",
+    ]
+    assert pod == {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "labels": {"a": "b"}},
+        "spec": {"containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 1}]}]},
+    }
+
+
+def _pb(num: int, payload: bytes | int) -> bytes:
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            b = n & 0x7F
+            n >>= 7
+            out.append(b | (0x80 if n else 0))
+            if not n:
+                return bytes(out)
+
+    if isinstance(payload, int):
+        return varint(num << 3) + varint(payload)
+    return varint(num << 3 | 2) + varint(len(payload)) + payload
+
+
+def test_protobuf_body_decodes_like_json() -> None:
+    from hyperkube.api import protobuf
+
+    labels = _pb(11, _pb(1, b"team") + _pb(2, b"a"))
+    meta = (
+        _pb(1, b"demo") + _pb(2, b"") + labels + _pb(8, b"")
+    )  # empty generateName and zero time are dropped
+    ns = _pb(1, meta) + _pb(2, b"") + _pb(3, b"")
+    body = protobuf.MAGIC + _pb(1, _pb(1, b"v1") + _pb(2, b"Namespace")) + _pb(2, ns)
+    assert protobuf.decode(body) == {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "demo", "labels": {"team": "a"}},
+        "spec": {},
+        "status": {},
+    }
+    replicas = _pb(1, _pb(1, b"d")) + _pb(2, _pb(1, 0))  # DeploymentSpec.replicas = 0 is kept
+    dep = protobuf.MAGIC + _pb(1, _pb(1, b"apps/v1") + _pb(2, b"Deployment")) + _pb(2, replicas)
+    assert protobuf.decode(dep)["spec"] == {"replicas": 0}
+    with pytest.raises(protobuf.ProtobufError):
+        protobuf.decode(b"not protobuf")
+    with pytest.raises(protobuf.ProtobufError):
+        protobuf.decode(protobuf.MAGIC + _pb(1, _pb(1, b"v1") + _pb(2, b"Namespace")) + _pb(2, _pb(99, b"x")))

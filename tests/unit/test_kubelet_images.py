@@ -235,3 +235,25 @@ def test_import_errors(tmp_path) -> None:
         assert store.list() == []
         rootfs_dir = os.path.join(store.root, "rootfs")
         assert not os.path.isdir(rootfs_dir) or not os.listdir(rootfs_dir)
+
+
+def test_image_command(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    if not os.path.exists("/bin/busybox"):
+        pytest.skip("busybox-static is not installed (/bin/busybox)")
+    from hyperkube.cli.main import main
+
+    d, f = str(tmp_path / "data"), str(tmp_path / "bb.tar")
+    assert main(["image", "build-busybox", "--import", "--data-dir", d, f]) == 0
+    assert main(["image", "import", "--data-dir", d, "--name", "tools/bb:1", f]) == 0
+    capsys.readouterr()
+    assert main(["image", "ls", "--data-dir", d]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["IMAGE", "TAG", "IMAGE", "ID", "SIZE"]
+    assert sorted(line.split()[0] + ":" + line.split()[1] for line in out[1:]) == [
+        "busybox:latest",
+        "tools/bb:1",
+    ]
+    assert main(["image", "import", "--data-dir", d, str(tmp_path / "missing.tar")]) == 1
+    assert "no such file" in capsys.readouterr().err
+    assert main(["image", "rm", "--data-dir", d, "tools/bb:1"]) == 0
+    assert main(["image", "rm", "--data-dir", d, "nope"]) == 1

@@ -303,3 +303,40 @@ def test_schedule_command_prints_a_table(tmp_path: Path, capsys: pytest.CaptureF
     bad.write_text("metadata: {name: n}\nstatus: {allocatable: {cpu: nope}}\n")
     assert main(["schedule", "--nodes", str(bad), "--pods", str(pods)]) == 2
     assert "status.allocatable[cpu]" in capsys.readouterr().err
+
+
+def test_scheduler_command_rejects_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("profiles:\n- plugins:\n    score:\n      enabled:\n      - name: NoSuchPlugin\n")
+    assert main(["scheduler", "--kubeconfig", str(tmp_path / "kc"), "--config", str(cfg)]) == 2
+    assert "unknown plugin 'NoSuchPlugin'" in capsys.readouterr().err
+    assert main(["scheduler"]) == 2
+
+
+def test_requests_fast_path_matches_pod_requests() -> None:
+    from hyperkube.scheduler.specs import pod_requests, requests_and_nonzero
+
+    specs = [
+        {
+            "containers": [
+                {"name": "a"},
+                {"name": "b", "resources": {"requests": {"cpu": "250m", "nvidia.com/gpu": "1"}}},
+            ]
+        },
+        {"containers": [{"name": "a", "resources": {"requests": {"memory": "1Gi", "cpu": "0"}}}]},
+        {
+            "containers": [{"name": "a", "resources": {"requests": {"cpu": "1"}}}],
+            "initContainers": [
+                {"name": "s", "restartPolicy": "Always", "resources": {"requests": {"cpu": "500m"}}},
+                {"name": "i", "resources": {"requests": {"cpu": "2", "memory": "1Gi"}}},
+            ],
+            "overhead": {"cpu": "10m"},
+        },
+    ]
+    for spec in specs:
+        reqs, nonzero = requests_and_nonzero(spec)
+        assert reqs == pod_requests(spec, False)
+        full = pod_requests(spec, True)
+        assert (nonzero["cpu"], nonzero["memory"]) == (full["cpu"], full["memory"])
+    # sidecar + init container: max(1 + 0.5, 2 + 0.5) + overhead
+    assert pod_requests(specs[2], False)["cpu"] == 2510

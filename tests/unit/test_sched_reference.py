@@ -313,10 +313,26 @@ def test_incremental_updates_match_a_rebuild(nodes: list[dict[str, Any]], ops: l
     ref = RefCluster()
     for n in nodes:
         ref.add_node(node_spec(n))
+    anti = {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 10,
+                    "podAffinityTerm": {
+                        "labelSelector": {"matchLabels": {"app": "web"}},
+                        "topologyKey": "zone",
+                    },
+                }
+            ]
+        }
+    }
     probe = pod_spec(
         {
-            "metadata": {"name": "probe"},
-            "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "100m"}}}]},
+            "metadata": {"name": "probe", "labels": {"app": "web"}},
+            "spec": {
+                "containers": [{"name": "c", "resources": {"requests": {"cpu": "100m"}}}],
+                "affinity": anti,
+            },
         }
     )
     for i, op in enumerate(ops):
@@ -324,11 +340,12 @@ def test_incremental_updates_match_a_rebuild(nodes: list[dict[str, Any]], ops: l
         if op <= 3 or not names:
             spec = pod_spec(
                 {
-                    "metadata": {"name": f"p{i}"},
+                    "metadata": {"name": f"p{i}", "labels": {"app": "web"}},
                     "spec": {
                         "containers": [
                             {"name": "c", "resources": {"requests": {"cpu": "250m", "memory": "64Mi"}}}
-                        ]
+                        ],
+                        "affinity": anti if i % 2 else {},
                     },
                 }
             )

@@ -44,13 +44,33 @@ pub struct Output {
     pub large_cluster: bool,
 }
 
+/// Write one formatted line straight into a [`Lines`] buffer (no temporary string).
+macro_rules! w {
+    ($lines:expr, $($arg:tt)*) => {{
+        let _ = write!($lines.buf, $($arg)*);
+        $lines.buf.push('\n');
+        $lines.n += 1;
+    }};
+}
+
 /// A buffer of lines that counts them (upstream's `LineBuffer`).
 struct Lines {
     buf: String,
     n: usize,
 }
 
+impl Default for Lines {
+    fn default() -> Self {
+        Lines::new()
+    }
+}
+
 impl Lines {
+    fn append(&mut self, other: Lines) {
+        self.buf.push_str(&other.buf);
+        self.n += other.n;
+    }
+
     fn new() -> Self {
         Lines {
             buf: String::new(),
@@ -87,51 +107,37 @@ pub fn probability(n: usize) -> String {
     format!("{:.10}", 1.0 / n as f64)
 }
 
-/// Generate the restore input. `changed` (one flag per row) selects a partial sync: only those
-/// rows' chains are written. `existing` lists the nat chains in the kernel now (from the last
-/// sync or `iptables-save`); those of ours not produced any more are deleted.
-pub fn generate(m: &Model, cfg: &Config, changed: Option<&[bool]>, existing: &[String]) -> Output {
-    let mut filter_chains = Lines::new();
-    let mut filter_rules = Lines::new();
-    let mut nat_chains = Lines::new();
-    let mut nat_rules = Lines::new();
+/// The rows' part of the output (their filter rules, nat chains and rules, active chains).
+#[derive(Default)]
+struct Part {
+    filter_rules: Lines,
+    nat_chains: Lines,
+    nat_rules: Lines,
+    active: Vec<String>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn generate_rows(
+    m: &Model,
+    cfg: &Config,
+    rows: std::ops::Range<usize>,
+    changed: Option<&[bool]>,
+    large: bool,
+    cidr: Option<&str>,
+    node_ip: Option<u32>,
+) -> Part {
+    let mut part = Part::default();
+    let Part {
+        filter_rules,
+        nat_chains,
+        nat_rules,
+        active,
+    } = &mut part;
     let mut skipped_chains = Lines::new();
     let mut skipped_rules = Lines::new();
-    let masq = MASQUERADE_MARK;
-
-    for c in [
-        "KUBE-SERVICES",
-        "KUBE-EXTERNAL-SERVICES",
-        "KUBE-FORWARD",
-        "KUBE-NODEPORTS",
-        "KUBE-PROXY-FIREWALL",
-    ] {
-        filter_chains.chain(c);
-    }
-    for c in [
-        "KUBE-SERVICES",
-        "KUBE-NODEPORTS",
-        "KUBE-POSTROUTING",
-        "KUBE-MARK-MASQ",
-    ] {
-        nat_chains.chain(c);
-    }
-    nat_rules.line(&format!(
-        "-A KUBE-POSTROUTING -m mark ! --mark {masq}/{masq} -j RETURN"
-    ));
-    nat_rules.line(&format!("-A KUBE-POSTROUTING -j MARK --xor-mark {masq}"));
-    nat_rules.line("-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully");
-    nat_rules.line(&format!("-A KUBE-MARK-MASQ -j MARK --or-mark {masq}"));
-
-    let total_endpoints = m.ep_ips.len();
-    let large = total_endpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
-    let cidr = cfg.cluster_cidr.as_deref().filter(|c| !c.is_empty());
-    let node_ip = cfg.node_ip.as_deref().and_then(parse_ip4);
-    let mut active: Vec<String> = Vec::with_capacity(m.len() * 2 + total_endpoints);
     let mut probs: Vec<String> = vec![String::new()];
     let mut s = String::with_capacity(256);
-
-    for i in 0..m.len() {
+    for i in rows {
         let name = m.names[i].as_str();
         let proto = m.protocol(i);
         let cip = m.cluster_ips[i].as_str();
@@ -191,62 +197,46 @@ pub fn generate(m: &Model, cfg: &Config, changed: Option<&[bool]>, existing: &[S
         // Capture externalIPs.
         for eip in m.external_ips(i) {
             if has_any {
-                s.clear();
-                let _ = write!(s, "-A KUBE-SERVICES -m comment --comment \"{name} external IP\" -m {proto} -p {proto} -d {eip} --dport {port} -j {ext_chain}");
-                nat_rules.line(&s);
+                w!(nat_rules, "-A KUBE-SERVICES -m comment --comment \"{name} external IP\" -m {proto} -p {proto} -d {eip} --dport {port} -j {ext_chain}");
             }
             if !has_external {
-                s.clear();
-                let _ = write!(s, "-A KUBE-EXTERNAL-SERVICES -m comment --comment {ext_comment} -m {proto} -p {proto} -d {eip} --dport {port} -j {ext_target}");
-                filter_rules.line(&s);
+                w!(filter_rules, "-A KUBE-EXTERNAL-SERVICES -m comment --comment {ext_comment} -m {proto} -p {proto} -d {eip} --dport {port} -j {ext_target}");
             }
         }
         // Capture load-balancer ingress.
         for lbip in lb_ips {
             if has_any {
-                s.clear();
-                let _ = write!(s, "-A KUBE-SERVICES -m comment --comment \"{name} loadbalancer IP\" -m {proto} -p {proto} -d {lbip} --dport {port} -j {lb_chain}");
-                nat_rules.line(&s);
+                w!(nat_rules, "-A KUBE-SERVICES -m comment --comment \"{name} loadbalancer IP\" -m {proto} -p {proto} -d {lbip} --dport {port} -j {lb_chain}");
             }
             if uses_fw {
-                s.clear();
-                let _ = write!(s, "-A KUBE-PROXY-FIREWALL -m comment --comment \"{name} traffic not accepted by {fw_chain}\" -m {proto} -p {proto} -d {lbip} --dport {port} -j DROP");
-                filter_rules.line(&s);
+                w!(filter_rules, "-A KUBE-PROXY-FIREWALL -m comment --comment \"{name} traffic not accepted by {fw_chain}\" -m {proto} -p {proto} -d {lbip} --dport {port} -j DROP");
             }
         }
         if !has_external {
             for lbip in lb_ips {
-                s.clear();
-                let _ = write!(s, "-A KUBE-EXTERNAL-SERVICES -m comment --comment {ext_comment} -m {proto} -p {proto} -d {lbip} --dport {port} -j {ext_target}");
-                filter_rules.line(&s);
+                w!(filter_rules, "-A KUBE-EXTERNAL-SERVICES -m comment --comment {ext_comment} -m {proto} -p {proto} -d {lbip} --dport {port} -j {ext_target}");
             }
         }
         // Capture nodeports.
         let np = m.node_ports[i];
         if np != 0 {
             if has_any {
-                s.clear();
-                let _ = write!(s, "-A KUBE-NODEPORTS -m comment --comment {name} -m {proto} -p {proto} --dport {np} -j {ext_chain}");
-                nat_rules.line(&s);
+                w!(nat_rules, "-A KUBE-NODEPORTS -m comment --comment {name} -m {proto} -p {proto} --dport {np} -j {ext_chain}");
             }
             if !has_external {
-                s.clear();
-                let _ = write!(s, "-A KUBE-EXTERNAL-SERVICES -m comment --comment {ext_comment} -m addrtype --dst-type LOCAL -m {proto} -p {proto} --dport {np} -j {ext_target}");
-                filter_rules.line(&s);
+                w!(filter_rules, "-A KUBE-EXTERNAL-SERVICES -m comment --comment {ext_comment} -m addrtype --dst-type LOCAL -m {proto} -p {proto} --dport {np} -j {ext_target}");
             }
         }
         let hc = m.health_check_node_ports[i];
         if hc != 0 {
-            s.clear();
-            let _ = write!(s, "-A KUBE-NODEPORTS -m comment --comment \"{name} health check node port\" -m tcp -p tcp --dport {hc} -j ACCEPT");
-            filter_rules.line(&s);
+            w!(filter_rules, "-A KUBE-NODEPORTS -m comment --comment \"{name} health check node port\" -m tcp -p tcp --dport {hc} -j ACCEPT");
         }
 
         let skip = changed.is_some_and(|c| !c[i]);
         let (chains, rules) = if skip {
             (&mut skipped_chains, &mut skipped_rules)
         } else {
-            (&mut nat_chains, &mut nat_rules)
+            (&mut *nat_chains, &mut *nat_rules)
         };
 
         // Internal traffic.
@@ -255,11 +245,12 @@ pub fn generate(m: &Model, cfg: &Config, changed: Option<&[bool]>, existing: &[S
                 "-m comment --comment \"{name} cluster IP\" -m {proto} -p {proto} -d {cip} --dport {port}"
             );
             if cfg.masquerade_all {
-                rules.line(&format!("-A {internal_chain} {args} -j KUBE-MARK-MASQ"));
+                w!(rules, "-A {internal_chain} {args} -j KUBE-MARK-MASQ");
             } else if let Some(cidr) = cidr {
-                rules.line(&format!(
+                w!(
+                    rules,
                     "-A {internal_chain} {args} ! -s {cidr} -j KUBE-MARK-MASQ"
-                ));
+                );
             }
         }
         // External traffic.
@@ -267,16 +258,16 @@ pub fn generate(m: &Model, cfg: &Config, changed: Option<&[bool]>, existing: &[S
             chains.chain(&ext_chain);
             active.push(ext_chain.clone());
             if !ext_local {
-                rules.line(&format!("-A {ext_chain} -m comment --comment \"masquerade traffic for {name} external destinations\" -j KUBE-MARK-MASQ"));
+                w!(rules, "-A {ext_chain} -m comment --comment \"masquerade traffic for {name} external destinations\" -j KUBE-MARK-MASQ");
             } else {
                 if let Some(cidr) = cidr {
-                    rules.line(&format!("-A {ext_chain} -m comment --comment \"pod traffic for {name} external destinations\" -s {cidr} -j {svc_chain}"));
+                    w!(rules, "-A {ext_chain} -m comment --comment \"pod traffic for {name} external destinations\" -s {cidr} -j {svc_chain}");
                 }
-                rules.line(&format!("-A {ext_chain} -m comment --comment \"masquerade LOCAL traffic for {name} external destinations\" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ"));
-                rules.line(&format!("-A {ext_chain} -m comment --comment \"route LOCAL traffic for {name} external destinations\" -m addrtype --src-type LOCAL -j {svc_chain}"));
+                w!(rules, "-A {ext_chain} -m comment --comment \"masquerade LOCAL traffic for {name} external destinations\" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ");
+                w!(rules, "-A {ext_chain} -m comment --comment \"route LOCAL traffic for {name} external destinations\" -m addrtype --src-type LOCAL -j {svc_chain}");
             }
             if has_external {
-                rules.line(&format!("-A {ext_chain} -j {external_policy_chain}"));
+                w!(rules, "-A {ext_chain} -j {external_policy_chain}");
             }
         }
         // Firewall chain.
@@ -286,17 +277,17 @@ pub fn generate(m: &Model, cfg: &Config, changed: Option<&[bool]>, existing: &[S
             let args = format!("-A {fw_chain} -m comment --comment \"{name} loadbalancer IP\"");
             let mut allow_from_node = false;
             for r in ranges {
-                rules.line(&format!("{args} -s {r} -j {ext_chain}"));
+                w!(rules, "{args} -s {r} -j {ext_chain}");
                 if let (Some((net, mask)), Some(ip)) = (parse_cidr4(r), node_ip) {
                     allow_from_node |= ip & mask == net;
                 }
             }
             if allow_from_node {
                 for lbip in lb_ips {
-                    rules.line(&format!("{args} -s {lbip} -j {ext_chain}"));
+                    w!(rules, "{args} -s {lbip} -j {ext_chain}");
                 }
             }
-            rules.line(&format!("-A {fw_chain} -m comment --comment \"other traffic to {name} will be dropped by KUBE-PROXY-FIREWALL\""));
+            w!(rules, "-A {fw_chain} -m comment --comment \"other traffic to {name} will be dropped by KUBE-PROXY-FIREWALL\"");
         }
 
         let sep_names: Vec<(usize, String)> = cat
@@ -312,28 +303,27 @@ pub fn generate(m: &Model, cfg: &Config, changed: Option<&[bool]>, existing: &[S
             &sep_names[k].1
         };
         let mut svc_to_eps = |rules: &mut Lines, chain: &str, eps: &[usize]| {
+            let b = &mut rules.buf;
             if m.affinity(i) {
                 for &e in eps {
-                    s.clear();
-                    let _ = write!(s, "-A {chain}");
+                    let _ = write!(b, "-A {chain}");
                     if !large {
-                        let _ = write!(s, " -m comment --comment \"{name} -> {}\"", m.ep_string(e));
+                        let _ = write!(b, " -m comment --comment \"{name} -> {}\"", m.ep_string(e));
                     }
                     let sep = sep_of(e);
-                    let _ = write!(
-                        s,
+                    let _ = writeln!(
+                        b,
                         " -m recent --name {sep} --rcheck --seconds {} --reap -j {sep}",
                         m.affinity_timeouts[i]
                     );
-                    rules.line(&s);
+                    rules.n += 1;
                 }
             }
             let n = eps.len();
             for (k, &e) in eps.iter().enumerate() {
-                s.clear();
-                let _ = write!(s, "-A {chain}");
+                let _ = write!(b, "-A {chain}");
                 if !large {
-                    let _ = write!(s, " -m comment --comment \"{name} -> {}\"", m.ep_string(e));
+                    let _ = write!(b, " -m comment --comment \"{name} -> {}\"", m.ep_string(e));
                 }
                 if k < n - 1 {
                     let left = n - k;
@@ -341,13 +331,13 @@ pub fn generate(m: &Model, cfg: &Config, changed: Option<&[bool]>, existing: &[S
                         probs.push(probability(probs.len()));
                     }
                     let _ = write!(
-                        s,
+                        b,
                         " -m statistic --mode random --probability {}",
                         probs[left]
                     );
                 }
-                let _ = write!(s, " -j {}", sep_of(e));
-                rules.line(&s);
+                let _ = writeln!(b, " -j {}", sep_of(e));
+                rules.n += 1;
             }
         };
         if uses_cluster_chain {
@@ -368,15 +358,96 @@ pub fn generate(m: &Model, cfg: &Config, changed: Option<&[bool]>, existing: &[S
             if !large {
                 let _ = write!(args, " -m comment --comment {name}");
             }
-            rules.line(&format!("{args} -s {} -j KUBE-MARK-MASQ", m.ep_ips[*e]));
+            w!(rules, "{args} -s {} -j KUBE-MARK-MASQ", m.ep_ips[*e]);
             if m.affinity(i) {
                 let _ = write!(args, " -m recent --name {sep} --set");
             }
-            rules.line(&format!(
+            w!(
+                rules,
                 "{args} -m {proto} -p {proto} -j DNAT --to-destination {}",
                 m.ep_string(*e)
-            ));
+            );
         }
+    }
+    part
+}
+
+/// Generate the restore input. `changed` (one flag per row) selects a partial sync: only those
+/// rows' chains are written. `existing` lists the nat chains in the kernel now (from the last
+/// sync or `iptables-save`); those of ours not produced any more are deleted.
+pub fn generate(m: &Model, cfg: &Config, changed: Option<&[bool]>, existing: &[String]) -> Output {
+    let mut filter_chains = Lines::new();
+    let mut filter_rules = Lines::new();
+    let mut nat_chains = Lines::new();
+    let mut nat_rules = Lines::new();
+    let masq = MASQUERADE_MARK;
+
+    for c in [
+        "KUBE-SERVICES",
+        "KUBE-EXTERNAL-SERVICES",
+        "KUBE-FORWARD",
+        "KUBE-NODEPORTS",
+        "KUBE-PROXY-FIREWALL",
+    ] {
+        filter_chains.chain(c);
+    }
+    for c in [
+        "KUBE-SERVICES",
+        "KUBE-NODEPORTS",
+        "KUBE-POSTROUTING",
+        "KUBE-MARK-MASQ",
+    ] {
+        nat_chains.chain(c);
+    }
+    w!(
+        nat_rules,
+        "-A KUBE-POSTROUTING -m mark ! --mark {masq}/{masq} -j RETURN"
+    );
+    w!(nat_rules, "-A KUBE-POSTROUTING -j MARK --xor-mark {masq}");
+    nat_rules.line("-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully");
+    w!(nat_rules, "-A KUBE-MARK-MASQ -j MARK --or-mark {masq}");
+
+    let total_endpoints = m.ep_ips.len();
+    let large = total_endpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
+    let cidr = cfg.cluster_cidr.as_deref().filter(|c| !c.is_empty());
+    let node_ip = cfg.node_ip.as_deref().and_then(parse_ip4);
+
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    let threads = if m.len() < 2000 { 1 } else { threads };
+    let chunk = m.len().div_ceil(threads.max(1)).max(1);
+    let parts: Vec<Part> = if threads <= 1 {
+        vec![generate_rows(
+            m,
+            cfg,
+            0..m.len(),
+            changed,
+            large,
+            cidr,
+            node_ip,
+        )]
+    } else {
+        std::thread::scope(|sc| {
+            let handles: Vec<_> = (0..m.len())
+                .step_by(chunk)
+                .map(|a| {
+                    let b = (a + chunk).min(m.len());
+                    sc.spawn(move || generate_rows(m, cfg, a..b, changed, large, cidr, node_ip))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("generator thread"))
+                .collect()
+        })
+    };
+    let mut active: Vec<String> = Vec::with_capacity(m.len() * 2 + total_endpoints);
+    for p in parts {
+        filter_rules.append(p.filter_rules);
+        nat_chains.append(p.nat_chains);
+        nat_rules.append(p.nat_rules);
+        active.extend(p.active);
     }
 
     // Delete chains no longer in use.
@@ -391,12 +462,12 @@ pub fn generate(m: &Model, cfg: &Config, changed: Option<&[bool]>, existing: &[S
     stale.dedup();
     for c in &stale {
         nat_chains.chain(c);
-        nat_rules.line(&format!("-X {c}"));
+        w!(nat_rules, "-X {c}");
     }
 
     nat_rules.line("-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -j KUBE-NODEPORTS");
     filter_rules.line("-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP");
-    filter_rules.line(&format!("-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding rules\" -m mark --mark {masq}/{masq} -j ACCEPT"));
+    w!(filter_rules, "-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding rules\" -m mark --mark {masq}/{masq} -j ACCEPT");
     filter_rules.line("-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding conntrack rule\" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT");
 
     let mut text = String::with_capacity(

@@ -21,8 +21,8 @@
 //! `add element` for changed keys and `add chain`/`delete chain` for kinds coming into or out of
 //! use, all in one `nft -f` transaction.
 
-use super::{categorize, Model};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use super::{categorize, FxMap, FxSet, Model};
+use std::collections::BTreeSet;
 use std::fmt::Write;
 
 pub const TABLE: &str = "hyperkube";
@@ -97,7 +97,7 @@ pub struct Config {
 /// What is in the kernel after a successful sync: every element and every dynamic chain.
 #[derive(Clone, Debug, Default)]
 pub struct State {
-    pub elements: Vec<HashMap<String, String>>,
+    pub elements: Vec<FxMap<String, String>>,
     pub chains: BTreeSet<String>,
 }
 
@@ -122,7 +122,7 @@ pub struct Output {
 /// Elements in generation order (first occurrence of a key wins).
 struct Containers {
     order: Vec<Vec<(String, String)>>,
-    seen: Vec<HashSet<String>>,
+    seen: Vec<FxSet<String>>,
     chains: BTreeSet<String>,
 }
 
@@ -328,13 +328,51 @@ impl Sink for RowElems {
 fn elements(m: &Model, node_ip: Option<u32>) -> Containers {
     let mut c = Containers {
         order: vec![Vec::new(); CONTAINERS.len()],
-        seen: vec![HashSet::new(); CONTAINERS.len()],
+        seen: vec![FxSet::default(); CONTAINERS.len()],
         chains: BTreeSet::new(),
     };
-    for i in 0..m.len() {
-        row_elements(m, i, node_ip, &mut c);
+    for r in all_row_elements(m, node_ip) {
+        for (k, key, v) in r.items {
+            c.add(k as usize, key, v);
+        }
+        for ch in r.chains {
+            c.chain(ch);
+        }
     }
     c
+}
+
+/// Every row's elements, computed on up to 4 threads for big models (order preserved).
+pub fn all_row_elements(m: &Model, node_ip: Option<u32>) -> Vec<RowElems> {
+    let rows = |a: usize, b: usize| -> Vec<RowElems> {
+        (a..b)
+            .map(|i| {
+                let mut r = RowElems::default();
+                row_elements(m, i, node_ip, &mut r);
+                r
+            })
+            .collect()
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    if threads <= 1 || m.len() < 2000 {
+        return rows(0, m.len());
+    }
+    let chunk = m.len().div_ceil(threads);
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..m.len())
+            .step_by(chunk)
+            .map(|a| {
+                let rows = &rows;
+                sc.spawn(move || rows(a, (a + chunk).min(m.len())))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("element thread"))
+            .collect()
+    })
 }
 
 /// The elements and load-balancing chains of row `i`.
@@ -616,7 +654,7 @@ pub fn render(m: &Model, cfg: &Config, prev: Option<&State>) -> Output {
         elements: c
             .order
             .into_iter()
-            .map(|v| v.into_iter().collect::<HashMap<_, _>>())
+            .map(|v| v.into_iter().collect::<FxMap<_, _>>())
             .collect(),
         chains: c.chains,
     };

@@ -14,8 +14,8 @@
 //! `render_*` leaves the table ready to `commit()` after the caller applied the text; if the
 //! apply failed the caller calls `invalidate()` and the next render is a full one.
 
-use super::{iptables, nftables, Model};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use super::{iptables, nftables, FxMap, Model};
+use std::collections::{BTreeMap, BTreeSet};
 
 pub type RowKey = (String, u8);
 
@@ -42,9 +42,9 @@ pub struct Options {
 
 #[derive(Default)]
 struct NftCache {
-    rows: HashMap<RowKey, nftables::RowElems>,
-    counts: HashMap<(u8, String), (String, u32)>,
-    chain_refs: HashMap<String, u32>,
+    rows: FxMap<RowKey, nftables::RowElems>,
+    counts: FxMap<(u8, String), (String, u32)>,
+    chain_refs: FxMap<String, u32>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -249,9 +249,8 @@ impl Table {
             let n = nftables::CONTAINERS.len();
             let mut order: Vec<Vec<(String, String)>> = vec![Vec::new(); n];
             let mut chains = BTreeSet::new();
-            for (i, key) in self.rows.keys().enumerate() {
-                let mut r = nftables::RowElems::default();
-                nftables::row_elements(&m, i, node_ip, &mut r);
+            let all = nftables::all_row_elements(&m, node_ip);
+            for (key, r) in self.rows.keys().zip(all) {
                 for (c, k, v) in &r.items {
                     let e = cache
                         .counts

@@ -231,8 +231,6 @@ impl CPod {
 
 struct Placed {
     key: String,
-    ns: u32,
-    labels: Vec<(u32, u32)>,
     node: u32,
     req: [i64; 3],
     nonzero: [i64; 2],
@@ -336,9 +334,17 @@ pub struct Cluster {
     pod_index: HashMap<String, u32>,
     pod_free: Vec<u32>,
     aff_pods: BTreeSet<u32>,
+    /// Compact columns of the pod table for the global scans: namespace (NONE: free slot),
+    /// node, labels.
+    pod_ns: Vec<u32>,
+    pod_nodes: Vec<u32>,
+    /// Topology keys used by the affinity terms of placed pods, with use counts.
+    aff_keys: HashMap<u32, usize>,
+    pod_labels: Vec<Vec<(u32, u32)>>,
     // caches
     dirty: Vec<u32>,
-    topo: HashMap<u32, Topo>,
+    /// Topology domains by label key id (dense: looked up per node in the filters).
+    topo: Vec<Option<Topo>>,
     caches: Vec<LocalCache>,
     rng: u64,
 }
@@ -484,8 +490,12 @@ impl Cluster {
             pod_index: HashMap::new(),
             pod_free: Vec::new(),
             aff_pods: BTreeSet::new(),
+            pod_ns: Vec::new(),
+            aff_keys: HashMap::new(),
+            pod_nodes: Vec::new(),
+            pod_labels: Vec::new(),
             dirty: Vec::new(),
-            topo: HashMap::new(),
+            topo: Vec::new(),
             caches: Vec::new(),
             rng: 0x9E37_79B9_7F4A_7C15,
         };
@@ -939,8 +949,6 @@ impl Cluster {
         self.ports[n].extend_from_slice(&sh.ports);
         let placed = Placed {
             key: pod.key.clone(),
-            ns: pod.ns,
-            labels: pod.labels.clone(),
             node,
             req: sh.req,
             nonzero: sh.nonzero,
@@ -955,15 +963,30 @@ impl Cluster {
         let slot = match self.pod_free.pop() {
             Some(s) => {
                 self.pods[s as usize] = Some(placed);
+                self.pod_ns[s as usize] = pod.ns;
+                self.pod_nodes[s as usize] = node;
+                self.pod_labels[s as usize] = pod.labels.clone();
                 s
             }
             None => {
                 self.pods.push(Some(placed));
+                self.pod_ns.push(pod.ns);
+                self.pod_nodes.push(node);
+                self.pod_labels.push(pod.labels.clone());
                 (self.pods.len() - 1) as u32
             }
         };
         if has_terms {
             self.aff_pods.insert(slot);
+            for t in pod
+                .aff
+                .iter()
+                .chain(&pod.anti)
+                .chain(&pod.paff)
+                .chain(&pod.panti)
+            {
+                *self.aff_keys.entry(t.key).or_insert(0) += 1;
+            }
         }
         self.pod_index.insert(pod.key.clone(), slot);
         self.node_pods[n].push(slot);
@@ -996,7 +1019,18 @@ impl Cluster {
         if let Some(i) = self.node_pods[n].iter().position(|&x| x == slot) {
             self.node_pods[n].swap_remove(i);
         }
-        self.aff_pods.remove(&slot);
+        if self.aff_pods.remove(&slot) {
+            for t in p.aff.iter().chain(&p.anti).chain(&p.paff).chain(&p.panti) {
+                if let Some(c) = self.aff_keys.get_mut(&t.key) {
+                    *c -= 1;
+                    if *c == 0 {
+                        self.aff_keys.remove(&t.key);
+                    }
+                }
+            }
+        }
+        self.pod_ns[slot as usize] = NONE;
+        self.pod_labels[slot as usize] = Vec::new();
         self.pod_free.push(slot);
         self.mark_dirty(p.node);
         true
@@ -1315,9 +1349,19 @@ impl Cluster {
 
     // ---- global state: topology spread and inter-pod affinity ---------------------------------
 
+    #[inline]
+    fn tp(&self, key: u32) -> &Topo {
+        self.topo[key as usize]
+            .as_ref()
+            .expect("topology index built by ensure_topos")
+    }
+
     fn ensure_topo(&mut self, key: u32) {
-        if self.topo.contains_key(&key) {
+        if self.topo.get(key as usize).is_some_and(|t| t.is_some()) {
             return;
+        }
+        if self.topo.len() <= key as usize {
+            self.topo.resize_with(key as usize + 1, || None);
         }
         let mut ids: HashMap<u32, u32> = HashMap::new();
         let mut dom = vec![NONE; self.names.len()];
@@ -1331,7 +1375,7 @@ impl Cluster {
             }
         }
         let ndom = ids.len();
-        self.topo.insert(key, Topo { dom, ndom });
+        self.topo[key as usize] = Some(Topo { dom, ndom });
     }
 
     fn ensure_topos(&mut self, pod: &CPod) {
@@ -1348,12 +1392,7 @@ impl Cluster {
         {
             keys.push(t.key);
         }
-        for &s in &self.aff_pods {
-            let p = self.pods[s as usize].as_ref().expect("live pod");
-            for t in p.aff.iter().chain(&p.anti).chain(&p.paff).chain(&p.panti) {
-                keys.push(t.key);
-            }
-        }
+        keys.extend(self.aff_keys.keys().copied());
         keys.sort_unstable();
         keys.dedup();
         for k in keys {
@@ -1361,8 +1400,18 @@ impl Cluster {
         }
     }
 
-    fn live_pods(&self) -> impl Iterator<Item = &Placed> {
-        self.pods.iter().filter_map(|p| p.as_ref())
+    /// Every placed pod as a [`PodRef`] (namespace, node, labels), from the compact columns.
+    fn live_pods(&self) -> impl Iterator<Item = PodRef<'_>> {
+        self.pod_ns
+            .iter()
+            .zip(&self.pod_nodes)
+            .zip(&self.pod_labels)
+            .filter(|((&ns, _), _)| ns != NONE)
+            .map(|((&ns, &node), labels)| PodRef {
+                ns,
+                node,
+                labels: labels.as_slice(),
+            })
     }
 
     fn spread_eligible(&self, c: &CSpread, all: &[CSpread], flags: &[u8], n: usize) -> bool {
@@ -1378,7 +1427,7 @@ impl Cluster {
     fn hard_spread(&self, pod: &CPod, flags: &[u8]) -> Vec<(Vec<i64>, i64)> {
         let mut out = Vec::with_capacity(pod.hard.len());
         for c in &pod.hard {
-            let topo = &self.topo[&c.key];
+            let topo = &self.tp(c.key);
             let mut counts = vec![0i64; topo.ndom];
             let mut present = vec![false; topo.ndom];
             let mut eligible = vec![false; self.names.len()];
@@ -1391,7 +1440,7 @@ impl Cluster {
             for p in self.live_pods() {
                 if p.ns == pod.ns
                     && eligible[p.node as usize]
-                    && c.sel.matches(&p.labels, &self.strings)
+                    && c.sel.matches(p.labels, &self.strings)
                 {
                     counts[topo.dom[p.node as usize] as usize] += 1;
                 }
@@ -1412,7 +1461,7 @@ impl Cluster {
     }
 
     fn add_topo(&self, m: &mut Vec<(u32, Vec<i64>)>, key: u32, node: u32, v: i64) {
-        let topo = &self.topo[&key];
+        let topo = &self.tp(key);
         let d = topo.dom[node as usize];
         if d == NONE {
             return;
@@ -1428,7 +1477,7 @@ impl Cluster {
     }
 
     fn topo_get(&self, m: &[(u32, Vec<i64>)], key: u32, n: usize) -> Option<i64> {
-        let d = self.topo[&key].dom[n];
+        let d = self.tp(key).dom[n];
         if d == NONE {
             return None;
         }
@@ -1456,17 +1505,17 @@ impl Cluster {
                     && pod
                         .aff
                         .iter()
-                        .all(|t| t.matches(p.ns, &p.labels, &self.strings))
+                        .all(|t| t.matches(p.ns, p.labels, &self.strings))
                 {
                     for t in &pod.aff {
-                        if self.topo[&t.key].dom[p.node as usize] != NONE {
+                        if self.tp(t.key).dom[p.node as usize] != NONE {
                             st.aff_total += 1;
                         }
                         self.add_topo(&mut st.aff, t.key, p.node, 1);
                     }
                 }
                 for t in &pod.anti {
-                    if t.matches(p.ns, &p.labels, &self.strings) {
+                    if t.matches(p.ns, p.labels, &self.strings) {
                         self.add_topo(&mut st.anti, t.key, p.node, 1);
                     }
                 }
@@ -1500,7 +1549,7 @@ impl Cluster {
             }
         }
         for (key, counts) in &st.existing_anti {
-            let d = self.topo[key].dom[n];
+            let d = self.tp(*key).dom[n];
             if d != NONE && counts[d as usize] > 0 {
                 return Some(R_EXISTING_ANTI);
             }
@@ -1510,7 +1559,7 @@ impl Cluster {
 
     fn spread_fail(&self, pod: &CPod, hs: &[(Vec<i64>, i64)], n: usize) -> Option<&'static str> {
         for (c, (counts, min)) in pod.hard.iter().zip(hs) {
-            let d = self.topo[&c.key].dom[n];
+            let d = self.tp(c.key).dom[n];
             if d == NONE {
                 return Some(R_SPREAD_LABEL);
             }
@@ -1739,12 +1788,12 @@ impl Cluster {
         let n_scored = ignored.iter().filter(|&&x| !x).count();
         let mut raw = vec![0f64; nodes.len()];
         for c in &pod.soft {
-            let topo = &self.topo[&c.key];
+            let topo = &self.tp(c.key);
             let hostname = c.key == self.k_hostname;
             let (weight, per_node) = if hostname {
                 let mut cnt = vec![0i64; slots];
                 for p in self.live_pods() {
-                    if p.ns == pod.ns && c.sel.matches(&p.labels, &self.strings) {
+                    if p.ns == pod.ns && c.sel.matches(p.labels, &self.strings) {
                         cnt[p.node as usize] += 1;
                     }
                 }
@@ -1768,7 +1817,7 @@ impl Cluster {
                         && has_all(n)
                         && (!c.honor_aff || flags[n] & F_AFF != 0)
                         && (!c.honor_taints || flags[n] & F_TAINTS != 0)
-                        && c.sel.matches(&p.labels, &self.strings)
+                        && c.sel.matches(p.labels, &self.strings)
                     {
                         counts[d as usize] += 1;
                     }
@@ -1816,7 +1865,7 @@ impl Cluster {
         let hw = self.profile.hard_pod_affinity_weight;
         let mut touched = false;
         let mut add = |this: &Self, m: &mut Vec<(u32, Vec<i64>)>, key: u32, node: u32, v: i64| {
-            if this.topo[&key].dom[node as usize] != NONE {
+            if this.tp(key).dom[node as usize] != NONE {
                 touched = true;
                 this.add_topo(m, key, node, v);
             }
@@ -1824,12 +1873,12 @@ impl Cluster {
         if !pod.paff.is_empty() || !pod.panti.is_empty() {
             for p in self.live_pods() {
                 for t in &pod.paff {
-                    if t.matches(p.ns, &p.labels, &self.strings) {
+                    if t.matches(p.ns, p.labels, &self.strings) {
                         add(self, &mut m, t.key, p.node, t.weight);
                     }
                 }
                 for t in &pod.panti {
-                    if t.matches(p.ns, &p.labels, &self.strings) {
+                    if t.matches(p.ns, p.labels, &self.strings) {
                         add(self, &mut m, t.key, p.node, -t.weight);
                     }
                 }
@@ -1863,7 +1912,7 @@ impl Cluster {
             .map(|&n| {
                 let mut s = 0;
                 for (key, counts) in &m {
-                    let d = self.topo[key].dom[n as usize];
+                    let d = self.tp(*key).dom[n as usize];
                     if d != NONE {
                         s += counts[d as usize];
                     }
@@ -1997,6 +2046,12 @@ impl Cluster {
         }
         out
     }
+}
+
+struct PodRef<'a> {
+    ns: u32,
+    node: u32,
+    labels: &'a [(u32, u32)],
 }
 
 #[derive(Default)]

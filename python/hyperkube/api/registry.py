@@ -87,7 +87,7 @@ _CORE = [
     Resource("", "v1", "Endpoints", "endpoints", True, ("ep",), singular="endpoints"),
     Resource("", "v1", "ConfigMap", "configmaps", True, ("cm",)),
     Resource("", "v1", "Secret", "secrets", True),
-    Resource("", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",)),
+    Resource("", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",), subresources=("token",)),
     Resource("", "v1", "Event", "events", True, ("ev",)),
     Resource(
         "", "v1", "ComponentStatus", "componentstatuses", False, ("cs",), verbs=READ_VERBS, stored=False
@@ -107,7 +107,33 @@ _GROUPS = [
     Resource("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", False, ("pc",)),
 ]
 
-RESOURCES: list[Resource] = _CORE + _GROUPS
+# security (issue 9): quotas and limits, CSRs, and the review endpoints (served, not stored)
+_SECURITY = [
+    Resource("", "v1", "LimitRange", "limitranges", True, ("limits",)),
+    Resource("", "v1", "ResourceQuota", "resourcequotas", True, ("quota",), subresources=("status",)),
+    Resource(
+        "certificates.k8s.io",
+        "v1",
+        "CertificateSigningRequest",
+        "certificatesigningrequests",
+        False,
+        ("csr",),
+        subresources=("status", "approval"),
+    ),
+    *(
+        Resource(g, "v1", kind, plural, ns, verbs=("create",), stored=False)
+        for g, kind, plural, ns in (
+            ("authentication.k8s.io", "SelfSubjectReview", "selfsubjectreviews", False),
+            ("authentication.k8s.io", "TokenReview", "tokenreviews", False),
+            ("authorization.k8s.io", "LocalSubjectAccessReview", "localsubjectaccessreviews", True),
+            ("authorization.k8s.io", "SelfSubjectAccessReview", "selfsubjectaccessreviews", False),
+            ("authorization.k8s.io", "SelfSubjectRulesReview", "selfsubjectrulesreviews", False),
+            ("authorization.k8s.io", "SubjectAccessReview", "subjectaccessreviews", False),
+        )
+    ),
+]
+
+RESOURCES: list[Resource] = _CORE + _GROUPS + _SECURITY
 
 # (group, version, plural) -> Resource
 BY_PATH: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.plural): r for r in RESOURCES}

@@ -58,6 +58,7 @@ def type_error(field: str, value: Any, expected: str) -> Cause:
 NAME_CHECKS: dict[str, Callable[[str], list[str]]] = {
     "subdomain": _native.validate_dns1123_subdomain,
     "label": _native.validate_dns1123_label,
+    "path": lambda name: [],  # path segment names: only "/", "%", "." and ".." are refused
 }
 
 
@@ -575,7 +576,10 @@ def priorityclass(obj: Obj, old: Obj | None) -> list[Cause]:
     v = obj.get("value")
     if v is None:
         return [required("value")]
-    if isinstance(v, bool) or not isinstance(v, int) or v > 1_000_000_000:
+    if isinstance(v, bool) or not isinstance(v, int):
+        return [invalid("value", v, "must be less than or equal to 1000000000")]
+    system = str((obj.get("metadata") or {}).get("name", "")).startswith("system-")  # admission guards these
+    if v > (2_000_001_000 if system else 1_000_000_000):
         return [invalid("value", v, "must be less than or equal to 1000000000")]
     return []
 
@@ -594,10 +598,14 @@ VALIDATORS: dict[tuple[str, str], Callable[[Obj, Obj | None], list[Cause]]] = {
 
 # Resources whose names are DNS-1123 labels rather than subdomains (as upstream).
 LABEL_NAMED = {("", "Namespace"), ("", "Service")}
+# Resources whose names are path segments (RBAC: "system:node" is a valid ClusterRole name).
+PATH_NAMED = {
+    ("rbac.authorization.k8s.io", k) for k in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
+}
 
 
 def validate(group: str, kind: str, namespaced: bool, obj: Obj, old: Obj | None = None) -> list[Cause]:
-    rule = "label" if (group, kind) in LABEL_NAMED else "subdomain"
+    rule = "label" if (group, kind) in LABEL_NAMED else "path" if (group, kind) in PATH_NAMED else "subdomain"
     out = validate_metadata(obj, namespaced, rule)
     fn = VALIDATORS.get((group, kind))
     if fn is not None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -27,8 +26,8 @@ from hyperkube.api import errors, protobuf, tables
 from hyperkube.api.errors import ApiError
 from hyperkube.api.patch import PATCH_TYPES, strategic_merge_patch
 from hyperkube.api.registry import Resource, lookup, resource
-from hyperkube.api.serialization import to_json
-from hyperkube.apiserver import discovery, openapi
+from hyperkube.api.serialization import decode, to_json
+from hyperkube.apiserver import discovery, hostile, openapi
 from hyperkube.apiserver.metrics import Metrics
 from hyperkube.apiserver.rest import DeleteOptions, ListOptions, Registry, parse_list_options
 from hyperkube.apiserver.watchcache import CacheEvent, Watcher, direct_watch
@@ -40,6 +39,7 @@ MAX_BODY = 3 * 1024 * 1024
 JSON = "application/json"
 DEFAULT_WATCH_TIMEOUT = 1800
 BOOKMARK_INTERVAL = 30.0
+LIST_CHUNK = 1000
 
 
 @dataclass
@@ -62,6 +62,8 @@ class Options:
     port: int = 6443
     max_body: int = MAX_BODY
     watch_window: int = 10_000
+    # hyperkube.apiserver.security.Security: authn, authz, admission, limits, audit (None: open)
+    security: Any = None
 
 
 def _response(data: Any, status: int = 200) -> web.Response:
@@ -163,8 +165,8 @@ def parse_body(
         raise errors.bad_request("the request body is empty; send a JSON object")
     try:
         if ct == "application/yaml" or ct == "application/apply-patch+yaml":
-            return yaml.safe_load(raw)
-        return json.loads(raw)
+            return hostile.loads_yaml(raw)
+        return hostile.loads_json(raw)
     except (ValueError, yaml.YAMLError) as e:
         raise errors.bad_request(f"couldn't get version/kind; json parse error: {e}") from None
 
@@ -190,6 +192,29 @@ def check_kind(
             f"the API version in the data ({bav}) does not match the expected API version ({want_av[0]})"
         )
     return body
+
+
+def check_fields(request: web.Request, res: Resource, body: dict[str, Any]) -> None:
+    """fieldValidation: drop unknown fields always; Strict rejects them (400), Warn (the default)
+    reports them in Warning headers, Ignore says nothing."""
+    mode = request.query.get("fieldValidation", "Warn")
+    if mode not in ("Strict", "Warn", "Ignore"):
+        raise errors.bad_request(
+            f'fieldValidation: Unsupported value: "{mode}": supported values: "Ignore", "Strict", "Warn"'
+        )
+    schema = openapi.kind_schema(res.group, res.version, res.kind)
+    if schema is None:
+        return
+    unknown = openapi.prune_unknown(schema, body)
+    if not unknown:
+        return
+    listed = ", ".join(f'unknown field "{u}"' for u in unknown)
+    if mode == "Strict":
+        raise errors.bad_request(
+            f'{res.kind} in version "{res.version}" cannot be handled as a {res.kind}: strict decoding error: {listed}'
+        )
+    if mode == "Warn":
+        request["warnings"] = [f'unknown field "{u}"' for u in unknown]
 
 
 def _dry_run(q: Any) -> bool:
@@ -242,7 +267,8 @@ class APIServer:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        request["user"] = ANONYMOUS_ADMIN
+        if "user" not in request:  # set by the security middleware when it runs
+            request["user"] = ANONYMOUS_ADMIN
         t0 = time.perf_counter()
         verb, res_name = request.method, ""
         try:
@@ -256,6 +282,11 @@ class APIServer:
         except Exception as e:
             log.exception("internal error serving %s %s", request.method, request.path)
             resp = error_response(errors.internal(str(e)))
+        warnings = request.get("warnings")
+        if warnings and not resp.prepared:
+            for w in warnings:
+                escaped = w.replace("\\", "\\\\").replace('"', '\\"')
+                resp.headers.add("Warning", f'299 - "{escaped}"')
         info = request.get("info")
         if info is not None:
             verb, res_name = info
@@ -423,6 +454,8 @@ class APIServer:
             return self.render(request, res, obj)
         if verb == "list":
             lo = parse_list_options(q, res.plural)
+            if not lo.limit and not lo.continue_token and not _accept(request)[0]:
+                return await self.stream_list(request, res, ns, lo)
             items, meta = await reg.list(res, ns, lo)
             return self.render_list(request, res, items, meta)
         if verb == "watch":
@@ -447,6 +480,7 @@ class APIServer:
                 raise errors.bad_request(
                     "the namespace of the provided object does not match the namespace sent on the request"
                 )
+            check_fields(request, res, body)
             obj = await reg.create(res, ns, body, dry_run=dry_run)
             return self.render(request, res, obj, 201)
         if verb == "update":
@@ -457,6 +491,7 @@ class APIServer:
                 res,
             )
             self._check_name(body, name or "", ns, res)
+            check_fields(request, res, body)
             obj, created = await reg.update(res, ns, name or "", body, dry_run=dry_run)
             return self.render(request, res, obj, 201 if created else 200)
         if verb == "patch":
@@ -565,7 +600,16 @@ class APIServer:
                     res, ns or "", name, lambda cur: _patched(cur, ptype, body), dry_run=dry_run
                 )
             )
-        obj = await self.registry.patch(res, ns, name, ptype, body, subresource=sub, dry_run=dry_run)
+        obj = await self.registry.patch(
+            res,
+            ns,
+            name,
+            ptype,
+            body,
+            subresource=sub,
+            dry_run=dry_run,
+            check=lambda o: check_fields(request, res, o),
+        )
         return self.render(request, res, obj)
 
     # --- subresources ---------------------------------------------------------------------------
@@ -805,6 +849,38 @@ class APIServer:
             {"kind": res.list_kind, "apiVersion": res.api_version, "metadata": meta, "items": items}
         )
 
+    async def stream_list(
+        self, request: web.Request, res: Resource, ns: str | None, lo: ListOptions
+    ) -> web.StreamResponse:
+        """An unpaginated JSON list, decoded, filtered and encoded LIST_CHUNK items at a time and
+        streamed, so peak memory is the stored bytes plus one chunk (not every object twice)."""
+        r = await self.registry.list_kvs(res, ns, lo)
+        resp = web.StreamResponse(status=200, headers={"Content-Type": JSON})
+        await resp.prepare(request)
+        head = to_json(
+            {
+                "kind": res.list_kind,
+                "apiVersion": res.api_version,
+                "metadata": {"resourceVersion": str(r.revision)},
+            }
+        )
+        await resp.write(head[:-1] + b',"items":[')
+        filtering = lo.selector is not None or bool(lo.field_reqs)
+        first = True
+        kvs = r.items
+        for i in range(0, len(kvs), LIST_CHUNK):
+            objs = [decode(kv.value, kv.mod_revision) for kv in kvs[i : i + LIST_CHUNK]]
+            if filtering:
+                objs = [o for o in objs if self.registry.matches(res, lo, o)]
+            if not objs:
+                continue
+            chunk = b",".join(to_json(o) for o in objs)
+            await resp.write(chunk if first else b"," + chunk)
+            first = False
+        await resp.write(b"]}")
+        await resp.write_eof()
+        return resp
+
     # --- watch ------------------------------------------------------------------------------------
 
     async def watch(
@@ -863,6 +939,8 @@ class APIServer:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(w.wake.wait(), max(wait, 0.001))
                 batch = w.drain()
+                if w.raw_json and w.transport is None and not w.closed and request.transport is not None:
+                    w.transport = request.transport  # initial events are out: allow direct writes
                 if batch:
                     chunks = [
                         item if isinstance(item, bytes) else self._encode_event(item[0], item[1], res, fmt)
@@ -897,6 +975,7 @@ class APIServer:
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
+            w.transport = None
             cache.unsubscribe(w)
             w.closed = True
             if direct is not None:
@@ -940,11 +1019,16 @@ def create_app(store: Store, **options: Any) -> web.Application:
     advertise_address, port, max_body, watch_window."""
     opts = Options(**options)
     server = APIServer(store, opts)
-    app = web.Application(middlewares=[server.middleware], client_max_size=opts.max_body + 1024 * 1024)
+    sec = opts.security
+    middlewares = [sec.middleware, server.middleware] if sec is not None else [server.middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=opts.max_body + 1024 * 1024)
     app["apiserver"] = server
     app.router.add_route("*", "/{tail:.*}", server.dispatch)
     app.on_startup.append(server.on_startup)
     app.on_cleanup.append(server.on_cleanup)
+    if sec is not None:
+        app.on_startup.append(lambda _app: sec.start(server))
+        app.on_cleanup.append(lambda _app: sec.stop())
     return app
 
 
@@ -955,6 +1039,7 @@ async def serve(
     *,
     ready: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
+    ssl_context: Any = None,
     **options: Any,
 ) -> None:
     """Run the API server until `stop` is set (or forever)."""
@@ -964,7 +1049,7 @@ async def serve(
     app = create_app(store, **options)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024)
+    site = web.TCPSite(runner, host, port, backlog=1024, ssl_context=ssl_context)
     await site.start()
     if ready is not None:
         ready.set()

@@ -248,3 +248,52 @@ if __name__ == "__main__" and "--generate" in sys.argv:  # pragma: no cover - de
     from hyperkube.apiserver import _openapi_gen
 
     _openapi_gen.main(SCHEMAS_FILE)
+
+
+# --- unknown fields (fieldValidation) -----------------------------------------------------------
+
+
+def _resolve(node: Any) -> Any:
+    seen = 0
+    while isinstance(node, dict) and seen < 8:
+        ref = node.get("$ref") or ((node.get("allOf") or [{}])[0].get("$ref") if node.get("allOf") else None)
+        if not ref:
+            return node
+        node = _schemas().get(ref.rsplit("/", 1)[-1])
+        seen += 1
+    return node
+
+
+def kind_schema(group: str, version: str, kind: str) -> Any:
+    for s in _schemas().values():
+        for g in s.get("x-kubernetes-group-version-kind") or []:
+            if g.get("group") == group and g.get("version") == version and g.get("kind") == kind:
+                return s
+    return None
+
+
+def prune_unknown(schema: Any, obj: Any, path: str = "") -> list[str]:
+    """Remove fields the schema does not know from `obj` (in place), as decoding into upstream's
+    typed structs drops them; return their paths (``spec.containers[0].imagee``)."""
+    out: list[str] = []
+    schema = _resolve(schema)
+    if not isinstance(schema, dict):
+        return out
+    if isinstance(obj, dict):
+        props = schema.get("properties")
+        if props is not None and schema.get("additionalProperties") is False:
+            for k in list(obj):
+                p = f"{path}.{k}" if path else k
+                if k not in props:
+                    if k not in ("apiVersion", "kind") or path:
+                        out.append(p)
+                        del obj[k]
+                    continue
+                out += prune_unknown(props[k], obj[k], p)
+        elif isinstance(schema.get("additionalProperties"), dict):
+            for k, v in obj.items():
+                out += prune_unknown(schema["additionalProperties"], v, f"{path}[{k}]")
+    elif isinstance(obj, list) and isinstance(schema.get("items"), dict):
+        for i, v in enumerate(obj):
+            out += prune_unknown(schema["items"], v, f"{path}[{i}]")
+    return out

@@ -47,7 +47,16 @@ log = logging.getLogger("hyperkube.apiserver")
 Obj = dict[str, Any]
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 # resources whose status is a subresource: the main resource cannot write it
-STATUS_SPLIT = {"pods", "services", "nodes", "deployments", "replicasets", "namespaces"}
+STATUS_SPLIT = {
+    "pods",
+    "services",
+    "nodes",
+    "deployments",
+    "replicasets",
+    "namespaces",
+    "resourcequotas",
+    "certificatesigningrequests",
+}
 # resources whose create resets the status (PrepareForCreate)
 STATUS_RESET = {"pods", "services", "deployments", "replicasets", "namespaces"}
 GENERATION = {"deployments", "replicasets", "priorityclasses"}
@@ -171,6 +180,11 @@ class Registry:
         self.observe_store = observe_store or (lambda op, dt: None)
         self._ns_tasks: set[asyncio.Task[None]] = set()
         self.ready = False
+        # the admission chain (hyperkube.apiserver.admission.Chain.admit), set by the security layer:
+        # (operation, res, namespace, obj, old, dry_run, subresource) -> obj, or raises ApiError
+        self.admission: Callable[..., Any] | None = None
+        # (res, obj) after a create is stored (the security layer fills new namespaces)
+        self.after_create: Callable[..., Any] | None = None
 
     # --- store access with latency observation ------------------------------------------------
 
@@ -273,6 +287,35 @@ class Registry:
         except st.NotFound:
             raise errors.not_found(res.plural, res.group, name) from None
         return decode(kv.value, kv.mod_revision)
+
+    async def list_kvs(self, res: Resource, ns: str | None, o: ListOptions) -> st.ListResult:
+        """The raw stored values of an unpaginated list (decoded and filtered by the caller in
+        chunks, so a large list is never held as objects all at once)."""
+        revision: int | None = None
+        if o.resource_version and o.resource_version != "0":
+            want = int(o.resource_version)
+            if o.resource_version_match == "Exact":
+                revision = want
+            else:
+                cur = await self.store.current_revision()
+                if want > cur:
+                    raise ApiError(
+                        504, "Timeout", f"Too large resource version: {want}, current: {cur}", retry_after=1
+                    )
+        try:
+            return await self._timed("list", self.store.list(res.prefix(ns), revision=revision))
+        except st.Compacted as e:
+            raise errors.gone(f"too old resource version: {e.requested} ({e.compacted + 1})") from None
+        except st.FutureRevision as e:
+            raise ApiError(
+                504,
+                "Timeout",
+                f"Too large resource version: {e.requested}, current: {e.current}",
+                retry_after=1,
+            ) from None
+
+    def matches(self, res: Resource, o: ListOptions, obj: Obj) -> bool:
+        return self._matches(res, o, obj)
 
     async def list(self, res: Resource, ns: str | None, o: ListOptions) -> tuple[list[Obj], Obj]:
         prefix = res.prefix(ns)
@@ -404,10 +447,14 @@ class Registry:
             obj["data"] = data
         obj["apiVersion"], obj["kind"] = res.api_version, res.kind
         defaults.apply(res.group, res.kind, obj)
+        if self.admission is not None:
+            await self.check_namespace(res, ns, name)
+            obj = await self.admission("CREATE", res, ns, obj, None, dry_run)
         causes = validation.validate(res.group, res.kind, res.namespaced, obj)
         if causes:
             raise errors.invalid(res.kind, res.group, name, causes)
-        await self.check_namespace(res, ns, name)
+        if self.admission is None:  # (else checked before admission, as upstream's NamespaceLifecycle)
+            await self.check_namespace(res, ns, name)
         allocated: tuple[list[str], list[int]] = ([], [])
         if res.plural == "services":
             allocated = self._allocate_service(obj, None)
@@ -423,6 +470,8 @@ class Registry:
             self._release(allocated)
             raise
         md["resourceVersion"] = str(kv.mod_revision)
+        if self.after_create is not None:
+            await self.after_create(res, obj)
         return obj
 
     # --- services: ClusterIP and NodePort -----------------------------------------------------
@@ -623,6 +672,8 @@ class Registry:
                 if res.plural in GENERATION and _spec_part(new) != _spec_part(old):
                     new["metadata"]["generation"] = int((old.get("metadata") or {}).get("generation", 1)) + 1
                 defaults.apply(res.group, res.kind, new)
+                if self.admission is not None:
+                    new = await self.admission("UPDATE", res, ns, new, old, dry_run, subresource)
                 causes = validation.validate(res.group, res.kind, res.namespaced, new, old)
                 if causes:
                     raise errors.invalid(res.kind, res.group, name, causes)
@@ -711,6 +762,7 @@ class Registry:
         *,
         subresource: str | None = None,
         dry_run: bool = False,
+        check: Callable[[Obj], None] | None = None,
     ) -> Obj:
         precondition: str | None = None
         if isinstance(body, dict):
@@ -727,6 +779,8 @@ class Registry:
                     "Invalid" if patch_type == "json" else "BadRequest",
                     str(e),
                 ) from None
+            if check is not None:
+                check(out)
             md = out.get("metadata")
             if isinstance(md, dict) and md.get("resourceVersion") == cur["metadata"].get("resourceVersion"):
                 md.pop("resourceVersion", None)

@@ -35,6 +35,7 @@ from hyperkube.storage.interface import Compacted, Event, Store
 log = logging.getLogger("hyperkube.apiserver.watch")
 
 MAX_BUFFER = 100_000
+DIRECT_WRITE_LIMIT = 1 << 20
 TYPE_CODES = {"ADDED": 0, "MODIFIED": 1, "DELETED": 2}
 TYPE_NAMES = ("ADDED", "MODIFIED", "DELETED")
 _ids = itertools.count(1)
@@ -108,6 +109,9 @@ class Watcher:
         self.closed = False
         self.error: Exception | None = None
         self.last_rev = 0
+        # set by the HTTP writer once it is streaming (chunked) and idle: JSON payloads may then be
+        # written straight to the socket by the dispatcher
+        self.transport: Any = None
 
     def deliver(self, etype: str, ev: CacheEvent) -> None:
         if self.closed:
@@ -121,6 +125,14 @@ class Watcher:
     def deliver_payload(self, payload: bytes, rev: int) -> None:
         if self.closed:
             return
+        t = self.transport
+        if t is not None and not self.buf:
+            # fast path: the HTTP writer is idle and the socket keeps up, so frame the chunk and
+            # write it now instead of waking the writer task (order is kept: the buffer is empty)
+            if not t.is_closing() and t.get_write_buffer_size() < DIRECT_WRITE_LIMIT:
+                t.write(b"%x\r\n%s\r\n" % (len(payload), payload))
+                self.last_rev = rev
+                return
         self.buf.append(payload)
         self.last_rev = rev
         if len(self.buf) > MAX_BUFFER:
@@ -128,6 +140,7 @@ class Watcher:
         self.wake.set()
 
     def close(self, error: Exception | None) -> None:
+        self.transport = None
         self.closed = True
         self.error = error
         self.wake.set()

@@ -21,6 +21,8 @@ def run(args: argparse.Namespace) -> int:
         argv = [sys.executable, "-m", "hyperkube.cli.main", "proxy"]
         for flag in ("kubeconfig", "server", "node_name", "netns", "node_ip"):
             v = getattr(args, flag, None)
+            if flag == "kubeconfig" and args.proxy_kubeconfig:
+                v = args.proxy_kubeconfig  # the proxy's own identity (system:kube-proxy)
             if v:
                 argv += ["--" + flag.replace("_", "-"), str(v)]
         proxy = subprocess.Popen(argv)
@@ -43,4 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("agent", help="run a node: kubelet + proxy")
     kubelet_cmd.add_arguments(p)
+    p.add_argument(
+        "--proxy-kubeconfig",
+        default=None,
+        help="kubeconfig of the proxy (default: the kubelet's --kubeconfig)",
+    )
     p.set_defaults(func=run)

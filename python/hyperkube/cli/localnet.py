@@ -7,7 +7,9 @@ and do every network operation (CNI, iptables/nft) inside their node's namespace
 
 Topology for a cluster whose id is ``<id>`` (derived from its data dir):
 
-    netns hk<id>-net            bridge "br0" (L2 only), veths to every node
+    host                        veth hk<id>-h = 10.250.0.1/24 (so the API server reaches
+                                kubelets at their node IPs); no other host change
+    netns hk<id>-net            bridge "br0" (L2 only), veths to every node and to the host
     netns hk<id>-n1 .. -nN      eth0 = node IP 10.250.0.(10+i)/24, ip_forward on,
                                 routes to every other node's pod CIDR via that node's IP
                                 (host-gw), pod CIDR 10.244.i.0/24 served by the CNI bridge
@@ -24,6 +26,7 @@ import subprocess
 from dataclasses import dataclass
 
 NODE_NET = "10.250.0"
+HOST_IP = f"{NODE_NET}.1"
 POD_NET = "10.244"
 CLUSTER_CIDR = "10.244.0.0/16"
 SERVICE_CIDR = "10.96.0.0/12"
@@ -80,6 +83,13 @@ def setup(data_dir: str, nodes: int) -> list[NodeNet]:
     if _ip("link", "show", "br0", netns=bridge_ns, check=False).returncode != 0:
         _ip("link", "add", "br0", "type", "bridge", netns=bridge_ns)
     _ip("link", "set", "br0", "up", netns=bridge_ns)
+    host_if = f"hk{cluster_id(data_dir)}-h"
+    if _ip("link", "show", host_if, check=False).returncode != 0:
+        _ip("link", "add", host_if, "type", "veth", "peer", "name", "host", "netns", bridge_ns)
+        _ip("link", "set", "host", "master", "br0", netns=bridge_ns)
+        _ip("link", "set", "host", "up", netns=bridge_ns)
+        _ip("addr", "add", f"{HOST_IP}/24", "dev", host_if)
+    _ip("link", "set", host_if, "up")
     for n in node_nets:
         if n.netns not in existing:
             _ip("netns", "add", n.netns)
@@ -118,6 +128,8 @@ def teardown(data_dir: str, nodes: int | None = None) -> list[str]:
     """Delete every namespace of this cluster (nodes, bridge, leftover pods); returns their names."""
     prefix = f"hk{cluster_id(data_dir)}-"
     removed = []
+    # the host end first: a namespace's own veths go when the kernel reaps it, which is lazy
+    _ip("link", "delete", f"{prefix}h", check=False)
     for name in _netns_list():
         if name.startswith(prefix):
             _ip("netns", "delete", name, check=False)

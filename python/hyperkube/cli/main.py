@@ -26,6 +26,8 @@ COMMANDS: tuple[str, ...] = (
     "schedule",
     "store",
     "image",
+    "certs",
+    "token",
     "kubectl",
     "status",
     "version",

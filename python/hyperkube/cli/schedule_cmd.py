@@ -42,14 +42,14 @@ def run(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps([{"pod": r.pod, "node": r.node, "message": r.message} for r in results], indent=2))
     else:
-        rows = [("NAMESPACE", "POD", "NODE")]
+        rows: list[tuple[str, str, str]] = [("NAMESPACE", "POD", "NODE")]
         for r in results:
             ns, _, name = r.pod.partition("/")
             rows.append((ns, name, r.node if r.node else f"<none>  {r.message}"))
-        w0 = max(len(r[0]) for r in rows)
-        w1 = max(len(r[1]) for r in rows)
-        for r in rows:
-            print(f"{r[0]:<{w0}}   {r[1]:<{w1}}   {r[2]}".rstrip())
+        w0 = max(len(row[0]) for row in rows)
+        w1 = max(len(row[1]) for row in rows)
+        for row in rows:
+            print(f"{row[0]:<{w0}}   {row[1]:<{w1}}   {row[2]}".rstrip())
     return 0 if all(r.node for r in results) else 1
 
 

@@ -18,10 +18,12 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 
 import aiohttp
 
+from hyperkube.cli import localnet
 from hyperkube.cli.supervisor import Component, Probe, Supervisor, hyperkube_argv, say
 
 
@@ -29,19 +31,45 @@ def _have(cmd_module: str) -> bool:
     return importlib.util.find_spec(f"hyperkube.cli.{cmd_module}_cmd") is not None
 
 
-def http_ok(url: str) -> Probe:
+def http_ok(url: str, cafile: str | None = None) -> Probe:
     async def probe() -> bool:
         timeout = aiohttp.ClientTimeout(total=2)
-        async with aiohttp.ClientSession(timeout=timeout) as s, s.get(url) as r:
+        ctx: ssl.SSLContext | bool = True
+        if cafile is not None:
+            if not os.path.exists(cafile):
+                return False  # the API server has not created its PKI yet
+            ctx = ssl.create_default_context(cafile=cafile)
+        async with aiohttp.ClientSession(timeout=timeout) as s, s.get(url, ssl=ctx) as r:
             return r.status == 200
 
     return probe
 
 
-def components(args: argparse.Namespace) -> list[Component]:
+def nodes_ready(kubeconfig: str, names: list[str]) -> Probe:
+    """Ready once every named Node exists with condition Ready=True."""
+
+    async def probe() -> bool:
+        from hyperkube.client import NODES, Client
+
+        async with Client.from_kubeconfig(kubeconfig) as c:
+            nodes = (await c.list(NODES)).get("items") or []
+        ready = {
+            n["metadata"]["name"]
+            for n in nodes
+            if any(
+                cond.get("type") == "Ready" and cond.get("status") == "True"
+                for cond in (n.get("status") or {}).get("conditions") or []
+            )
+        }
+        return set(names) <= ready
+
+    return probe
+
+
+def components(args: argparse.Namespace, node_nets: list[localnet.NodeNet] | None = None) -> list[Component]:
     data_dir = os.path.abspath(args.data_dir)
     kubeconfig = os.path.join(data_dir, "kubeconfig")
-    api = f"http://127.0.0.1:{args.port}"
+    api = f"https://127.0.0.1:{args.port}"
     out = []
     server = [
         "server",
@@ -62,7 +90,7 @@ def components(args: argparse.Namespace) -> list[Component]:
         Component(
             "apiserver",
             hyperkube_argv(*server),
-            ready=http_ok(f"{api}/readyz"),
+            ready=http_ok(f"{api}/readyz", os.path.join(data_dir, "pki", "ca.crt")),
             waiting_for=f"waiting for the API server to serve {api}/readyz",
         )
     )
@@ -70,7 +98,13 @@ def components(args: argparse.Namespace) -> list[Component]:
         out.append(
             Component(
                 "scheduler",
-                hyperkube_argv("scheduler", "--kubeconfig", kubeconfig, "--port", str(args.scheduler_port)),
+                hyperkube_argv(
+                    "scheduler",
+                    "--kubeconfig",
+                    os.path.join(data_dir, "scheduler.kubeconfig"),
+                    "--port",
+                    str(args.scheduler_port),
+                ),
                 ready=http_ok(f"http://127.0.0.1:{args.scheduler_port}/healthz"),
                 waiting_for="waiting for the scheduler's /healthz",
             )
@@ -82,7 +116,7 @@ def components(args: argparse.Namespace) -> list[Component]:
                 hyperkube_argv(
                     "controller-manager",
                     "--kubeconfig",
-                    kubeconfig,
+                    os.path.join(data_dir, "controller-manager.kubeconfig"),
                     "--port",
                     str(args.controller_manager_port),
                 ),
@@ -94,15 +128,48 @@ def components(args: argparse.Namespace) -> list[Component]:
         out.append(
             Component(
                 "hollow-nodes",
-                hyperkube_argv("kubelet", "--kubeconfig", kubeconfig, "--hollow", str(args.hollow_nodes)),
+                hyperkube_argv(
+                    "kubelet",
+                    "--kubeconfig",
+                    kubeconfig,
+                    "--data-dir",
+                    data_dir,
+                    "--hollow",
+                    str(args.hollow_nodes),
+                ),
+                ready=nodes_ready(kubeconfig, [f"hollow-node-{i}" for i in range(args.hollow_nodes)]),
+                waiting_for=f"waiting for {args.hollow_nodes} hollow nodes to report Ready",
             )
         )
     if args.nodes and _have("agent"):
-        for i in range(args.nodes):
-            argv = ["agent", "--kubeconfig", kubeconfig, "--node-name", f"node-{i + 1}"]
-            if args.runtime:
-                argv += ["--runtime", args.runtime]
-            out.append(Component(f"node-{i + 1}", hyperkube_argv(*argv)))
+        for i, net in enumerate(node_nets or [None] * args.nodes):
+            name = f"node-{i + 1}"
+            argv = [
+                "agent",
+                "--kubeconfig",
+                # each node has its own identity (system:node:<name>); its kubeconfig is
+                # written once the API server has created the cluster PKI (see _start_all)
+                os.path.join(data_dir, f"kubelet-{name}.kubeconfig"),
+                "--node-name",
+                name,
+                "--data-dir",
+                data_dir,
+                "--port",
+                "0",
+                "--proxy-kubeconfig",
+                os.path.join(data_dir, "proxy.kubeconfig"),
+            ]
+            argv += ["--runtime", args.runtime]
+            if net is not None:
+                argv += ["--netns", net.netns, "--node-ip", net.ip, "--pod-cidr", net.pod_cidr]
+            out.append(
+                Component(
+                    name,
+                    hyperkube_argv(*argv),
+                    ready=nodes_ready(kubeconfig, [name]),
+                    waiting_for=f"waiting for Node {name} to register and report Ready",
+                )
+            )
     return out
 
 
@@ -128,7 +195,7 @@ def missing_components(args: argparse.Namespace) -> list[str]:
 def summary(args: argparse.Namespace) -> None:
     kubeconfig = os.path.join(os.path.abspath(args.data_dir), "kubeconfig")
     print()
-    print(f"hyperkube is up: API server at http://127.0.0.1:{args.port}")
+    print(f"hyperkube is up: API server at https://127.0.0.1:{args.port}")
     print(f"  export KUBECONFIG={kubeconfig}")
     kubectl = shutil.which("kubectl")
     if kubectl:
@@ -160,9 +227,32 @@ async def run_async(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     for label in missing_components(args):
         say(f"note: {label} not in this build; skipped")
+    node_nets = None
+    if args.nodes:
+        if args.runtime is None:
+            from hyperkube.kubelet.runtime import default_runtime_name
+
+            args.runtime = default_runtime_name()
+        if args.runtime == "runc":
+            why = localnet.available()
+            if why:
+                say(
+                    f"error: local runc nodes need their own network namespaces, and {why}; use --runtime process"
+                )
+                return 1
+            node_nets = localnet.setup(args.data_dir, args.nodes)
+            say(
+                f"nodes: {args.nodes} local node(s) with the runc runtime, each in its own network namespace "
+                f"({', '.join(n.netns + '=' + n.ip for n in node_nets)})"
+            )
+        elif args.runtime == "process":
+            say(
+                f"nodes: {args.nodes} local node(s) with the process runtime: containers run as plain host "
+                "processes, with NO isolation (no root or no runc here; see --runtime)"
+            )
     code = 0
     try:
-        starting = asyncio.create_task(_start_all(sup, args))
+        starting = asyncio.create_task(_start_all(sup, args, node_nets))
         stopped = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
         if starting in done:
@@ -178,12 +268,22 @@ async def run_async(args: argparse.Namespace) -> int:
         code = 1
     finally:
         await sup.stop()
+        if node_nets:
+            removed = localnet.teardown(args.data_dir)
+            say(f"removed network namespaces: {', '.join(removed) or 'none'}")
     return code
 
 
-async def _start_all(sup: Supervisor, args: argparse.Namespace) -> None:
-    for c in components(args):
+async def _start_all(
+    sup: Supervisor, args: argparse.Namespace, node_nets: list[localnet.NodeNet] | None
+) -> None:
+    for c in components(args, node_nets):
         await sup.start(c)
+        if c.name == "apiserver" and args.nodes:
+            from hyperkube.apiserver.credentials import node_kubeconfig
+
+            for i in range(args.nodes):
+                node_kubeconfig(args.data_dir, f"node-{i + 1}")
 
 
 def run(args: argparse.Namespace) -> int:

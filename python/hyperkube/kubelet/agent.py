@@ -80,6 +80,7 @@ class PodWorker:
         self.volume_paths: dict[str, str] | None = None
         self.probes: dict[tuple[str, str], ProbeWorker] = {}  # (cid, kind) -> worker
         self.probe_results: dict[tuple[str, str], bool] = {}
+        self.probed: set[str] = set()  # container ids whose probes were started (adopted ones too)
         self.waiting: dict[str, tuple[str, str]] = {}  # container name -> (reason, message)
         self.last_status: dict[str, Any] | None = None
         self.start_time = ""
@@ -487,6 +488,7 @@ class Kubelet:
             else:
                 w.volume_paths = w.volume_paths or {}
         except (ConfigError, OSError, ApiError) as e:
+            log.warning("pod %s: volume setup failed: %s", w.name, e)
             for c in list(spec.get("initContainers") or []) + list(spec.get("containers") or []):
                 w.waiting[c["name"]] = ("ContainerCreating", f"MountVolume.SetUp failed: {e}")
             await self.write_status(w, statuses, sandbox_ready=True)
@@ -514,6 +516,8 @@ class Kubelet:
                 if cur is None:
                     await self.start_container(w, pod, c, hist, fetch)
                 elif cur.state == State.RUNNING:
+                    if cur.id not in w.probed:  # adopted from a previous kubelet: probe it again
+                        self._start_probes(w, pod, c, cur.id)
                     if (
                         w.probe_results.get((cur.id, "liveness")) is False
                         or w.probe_results.get((cur.id, "startup")) is False
@@ -676,6 +680,7 @@ class Kubelet:
         return await run_probe(probe, dict(c), self.runtime, cid, ip, netns)
 
     def _start_probes(self, w: PodWorker, pod: Mapping[str, Any], c: Mapping[str, Any], cid: str) -> None:
+        w.probed.add(cid)
         ip = w.network.ip if w.network else ""
         netns = w.network.netns if w.network else ""
 

@@ -15,6 +15,7 @@ the kubelet's namespace has no route to the pod network.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import http.client
 import os
 import socket
@@ -24,19 +25,28 @@ from typing import Any
 from hyperkube.kubelet.runtime.base import Runtime, RuntimeError_
 
 CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    # os.setns only exists from Python 3.12
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"setns: {os.strerror(e)}")
 
 
 def _in_netns(netns: str, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` in this thread with the network namespace ``netns`` (a path), then switch back."""
     if not netns:
         return fn()
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     target = os.open(netns, os.O_RDONLY)
     try:
-        os.setns(target, CLONE_NEWNET)
+        _setns(target)
         try:
             return fn()
         finally:
-            os.setns(own, CLONE_NEWNET)
+            _setns(own)
     finally:
         os.close(own)
         os.close(target)
@@ -111,6 +121,8 @@ async def run_probe(
             return False, "grpc probes are not supported by this kubelet"
     except (OSError, http.client.HTTPException, ValueError, RuntimeError_) as e:
         return False, f"{type(e).__name__}: {e}"
+    except Exception as e:  # a probe must never kill its worker
+        return False, f"probe error: {type(e).__name__}: {e}"
     return False, "probe has no handler"
 
 

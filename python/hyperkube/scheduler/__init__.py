@@ -148,7 +148,7 @@ class Cluster:
 
     def add_pods(self, pods: Iterable[Mapping[str, Any]]) -> None:
         """Record running pods (each must have ``spec.nodeName``) so they count on their nodes."""
-        items = []
+        items: list[tuple[Mapping[str, object], str]] = []
         for p in pods:
             node = (p.get("spec") or {}).get("nodeName")
             if not node:
@@ -216,6 +216,13 @@ class Cluster:
         if keys is None:
             keys = [""] * len(nodes)
         return [Placement(k, n, e) for k, n, e in zip(keys, nodes, errors, strict=True)]
+
+    def place_specs(
+        self, specs: Sequence[Mapping[str, Any]], *, assume: bool = True, tie_break: TieBreak = "random"
+    ) -> list[Placement]:
+        """Place pods given as engine specs (from :meth:`pod_spec`)."""
+        nodes, errors = self._native.place(list(specs), assume, tie_break)
+        return [Placement(str(s["key"]), n, e) for s, n, e in zip(specs, nodes, errors, strict=True)]
 
     def place_one(self, pod: Mapping[str, Any], **kwargs: Any) -> Placement:
         """Place a single pod (see :meth:`place`)."""

@@ -162,6 +162,23 @@ def pod_requests(spec: Mapping[str, Any], non_missing: bool) -> dict[str, int]:
     return reqs
 
 
+def requests_and_nonzero(spec: Mapping[str, Any]) -> tuple[dict[str, int], dict[str, int]]:
+    """(:func:`pod_requests` as is, with non-missing defaults); one pass for the common pod
+    without init containers or overhead."""
+    if spec.get("initContainers") or spec.get("overhead"):
+        return pod_requests(spec, False), pod_requests(spec, True)
+    reqs: dict[str, int] = {}
+    nz_cpu = nz_mem = 0
+    for i, c in enumerate(spec.get("containers") or []):
+        res = c.get("resources")
+        r = _resource_list(res.get("requests"), f"spec.containers[{i}].resources.requests") if res else {}
+        for k, v in r.items():
+            reqs[k] = reqs.get(k, 0) + v
+        nz_cpu += r.get("cpu", DEFAULT_MILLI_CPU)
+        nz_mem += r.get("memory", DEFAULT_MEMORY)
+    return reqs, {"cpu": nz_cpu, "memory": nz_mem}
+
+
 def normalized_image(name: str) -> str:
     """ImageLocality's normalizedImageName: add ``:latest`` to an untagged image."""
     if name.rfind(":") <= name.rfind("/"):
@@ -182,9 +199,17 @@ def _pairs(m: object, field: str) -> list[tuple[str, str]]:
     return out
 
 
+def _list(items: object, field: str) -> list[Any]:
+    if not items:
+        return []
+    if not isinstance(items, list):
+        raise SpecError(f"{field}: must be a list")
+    return items
+
+
 def _exprs(items: object, field: str) -> list[tuple[str, str, list[str]]]:
     out = []
-    for i, e in enumerate(items or []):
+    for i, e in enumerate(_list(items, field)):
         if not isinstance(e, Mapping):
             raise SpecError(f"{field}[{i}]: must be an object")
         vals = e.get("values") or []
@@ -235,7 +260,7 @@ def _aff_terms(
     items: object, field: str, ns: str, labels: Mapping[str, str], weighted: bool
 ) -> list[dict[str, Any]]:
     out = []
-    for i, item in enumerate(items or []):
+    for i, item in enumerate(_list(items, field)):
         f = f"{field}[{i}]"
         if not isinstance(item, Mapping):
             raise SpecError(f"{f}: must be an object")
@@ -281,8 +306,7 @@ def pod_spec(pod: Mapping[str, Any], *, name: str | None = None) -> dict[str, An
     if not pname:
         raise SpecError("metadata.name: Required value: name or generateName is required")
     labels = dict(_pairs(meta.get("labels"), "metadata.labels"))
-    reqs = pod_requests(spec, non_missing=False)
-    nonzero = pod_requests(spec, non_missing=True)
+    reqs, nonzero = requests_and_nonzero(spec)
     aff = spec.get("affinity") or {}
     na = aff.get("nodeAffinity") or {}
     required = na.get("requiredDuringSchedulingIgnoredDuringExecution")
@@ -347,10 +371,20 @@ def pod_spec(pod: Mapping[str, Any], *, name: str | None = None) -> dict[str, An
                 "honor_taints": (c.get("nodeTaintsPolicy") or "Ignore") == "Honor",
             }
         )
-    pa = aff.get("podAffinity") or {}
-    paa = aff.get("podAntiAffinity") or {}
-    req_key = "requiredDuringSchedulingIgnoredDuringExecution"
-    pref_key = "preferredDuringSchedulingIgnoredDuringExecution"
+    terms: dict[str, list[dict[str, Any]]] = {}
+    for kind, req_name, pref_name in (
+        ("podAffinity", "affinity", "preferred_affinity"),
+        ("podAntiAffinity", "anti_affinity", "preferred_anti_affinity"),
+    ):
+        a = aff.get(kind) if aff else None
+        if not a:
+            terms[req_name] = []
+            terms[pref_name] = []
+            continue
+        req_key = "requiredDuringSchedulingIgnoredDuringExecution"
+        pref_key = "preferredDuringSchedulingIgnoredDuringExecution"
+        terms[req_name] = _aff_terms(a.get(req_key), f"spec.affinity.{kind}.{req_key}", ns, labels, False)
+        terms[pref_name] = _aff_terms(a.get(pref_key), f"spec.affinity.{kind}.{pref_key}", ns, labels, True)
     return {
         "key": f"{ns}/{pname}",
         "namespace": ns,
@@ -368,16 +402,10 @@ def pod_spec(pod: Mapping[str, Any], *, name: str | None = None) -> dict[str, An
         "tolerations": tolerations,
         "host_ports": ports,
         "spread": spread,
-        "affinity": _aff_terms(pa.get(req_key), f"spec.affinity.podAffinity.{req_key}", ns, labels, False),
-        "anti_affinity": _aff_terms(
-            paa.get(req_key), f"spec.affinity.podAntiAffinity.{req_key}", ns, labels, False
-        ),
-        "preferred_affinity": _aff_terms(
-            pa.get(pref_key), f"spec.affinity.podAffinity.{pref_key}", ns, labels, True
-        ),
-        "preferred_anti_affinity": _aff_terms(
-            paa.get(pref_key), f"spec.affinity.podAntiAffinity.{pref_key}", ns, labels, True
-        ),
+        "affinity": terms["affinity"],
+        "anti_affinity": terms["anti_affinity"],
+        "preferred_affinity": terms["preferred_affinity"],
+        "preferred_anti_affinity": terms["preferred_anti_affinity"],
         "images": images,
     }
 

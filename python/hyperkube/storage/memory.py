@@ -163,9 +163,10 @@ class MemoryStore:
         self._check_open()
         if self._latest(key) is not None:
             raise AlreadyExists(key)
+        value = bytes(value)
         self._rev += 1
         rev = self._rev
-        self._append(key, (rev, rev, bytes(value)), Event(EventType.ADDED, key, rev, value, None, rev))
+        self._append(key, (rev, rev, value), Event(EventType.ADDED, key, rev, value, None, rev))
         return KeyValue(key, value, rev, rev)
 
     async def update(self, key: str, value: bytes, expected_mod_revision: int | None = None) -> KeyValue:
@@ -175,11 +176,10 @@ class MemoryStore:
             raise NotFound(key)
         if expected_mod_revision is not None and expected_mod_revision != cur[0]:
             raise Conflict(key, expected_mod_revision, cur[0])
+        value = bytes(value)
         self._rev += 1
         rev = self._rev
-        self._append(
-            key, (rev, cur[1], bytes(value)), Event(EventType.MODIFIED, key, rev, value, cur[2], cur[1])
-        )
+        self._append(key, (rev, cur[1], value), Event(EventType.MODIFIED, key, rev, value, cur[2], cur[1]))
         return KeyValue(key, value, cur[1], rev)
 
     async def delete(self, key: str, expected_mod_revision: int | None = None) -> KeyValue:

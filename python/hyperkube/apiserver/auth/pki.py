@@ -225,6 +225,62 @@ class PKI:
             )
         return self
 
+    def sign_csr(
+        self,
+        csr: x509.CertificateSigningRequest,
+        *,
+        client: bool = True,
+        server: bool = False,
+        days: int = LEAF_DAYS,
+    ) -> bytes:
+        """A certificate for a CertificateSigningRequest's subject and key, signed by the CA (PEM)."""
+        ca_cert, ca_key = self._load_ca()
+        now = dt.datetime.now(dt.UTC)
+        usages = ([ExtendedKeyUsageOID.CLIENT_AUTH] if client else []) + (
+            [ExtendedKeyUsageOID.SERVER_AUTH] if server else []
+        )
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(csr.subject)
+            .issuer_name(ca_cert.subject)
+            .public_key(csr.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(min(now + dt.timedelta(days=days), ca_cert.not_valid_after_utc))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+            )
+            .add_extension(x509.ExtendedKeyUsage(usages or [ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        )
+        if server:
+            try:
+                sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+                builder = builder.add_extension(sans, critical=False)
+            except x509.ExtensionNotFound:
+                pass
+        return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+    def ensure_kubelet_serving(self, node: str, addresses: list[str]) -> CertPair:
+        """A kubelet's serving certificate (CN=system:node:<node>, O=system:nodes; SANs: the node
+        name and its addresses), as the kubernetes.io/kubelet-serving signer issues."""
+        name = f"kubelet-{node}-serving"
+        sans = list(dict.fromkeys([node, *addresses]))
+        pair = self.pair(name)
+        if os.path.exists(pair.cert) and os.path.exists(pair.key):
+            with open(pair.cert, "rb") as f:
+                cert = x509.load_pem_x509_certificate(f.read())
+            try:
+                have = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+                current = {str(v) for v in have.get_values_for_type(x509.DNSName)} | {
+                    str(v) for v in have.get_values_for_type(x509.IPAddress)
+                }
+                if set(sans) <= current:
+                    return pair
+            except x509.ExtensionNotFound:
+                pass
+        return self.issue(name, f"system:node:{node}", ["system:nodes"], server_sans=sans, client=False)
+
     def ensure_kubelet(self, node: str) -> CertPair:
         """The client identity of one node's kubelet: system:node:<node> in system:nodes."""
         return self.ensure_client(f"kubelet-{node}", f"system:node:{node}", ["system:nodes"])

@@ -247,6 +247,9 @@ def cluster_roles() -> list[dict]:
                 rule(ALL, ["rbac.authorization.k8s.io", "scheduling.k8s.io", "batch", "policy"], ["*"]),
                 rule(["create"], ["authentication.k8s.io"], ["tokenreviews"]),
                 rule(["create"], ["authorization.k8s.io"], ["subjectaccessreviews"]),
+                # the garbage collector and namespace controller walk every resource (upstream's
+                # system:controller:generic-garbage-collector role)
+                rule(["get", "list", "watch", "patch", "update", "delete", "deletecollection"], ["*"], ["*"]),
             ],
         ),
         cluster_role(
@@ -261,6 +264,8 @@ def cluster_roles() -> list[dict]:
                 rule(["create"], [""], ["pods/eviction"]),
                 rule(["get"], [""], ["configmaps", "secrets", "persistentvolumeclaims", "persistentvolumes"]),
                 rule(READ, [""], ["services", "endpoints"]),
+                # hyperkube's agent runs kube-proxy in the kubelet's process, with its identity
+                rule(["list", "watch"], ["discovery.k8s.io"], ["endpointslices"]),
                 rule(["create"], [""], ["serviceaccounts/token"]),
                 rule(["create", "delete", "get", "patch", "update"], ["coordination.k8s.io"], ["leases"]),
                 rule(
@@ -269,6 +274,24 @@ def cluster_roles() -> list[dict]:
                     ["certificatesigningrequests"],
                 ),
             ],
+        ),
+        cluster_role(
+            "system:node-bootstrapper",
+            [
+                rule(
+                    ["create", "get", "list", "watch"],
+                    ["certificates.k8s.io"],
+                    ["certificatesigningrequests"],
+                )
+            ],
+        ),
+        cluster_role(
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            [rule(["create"], ["certificates.k8s.io"], ["certificatesigningrequests/nodeclient"])],
+        ),
+        cluster_role(
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            [rule(["create"], ["certificates.k8s.io"], ["certificatesigningrequests/selfnodeclient"])],
         ),
         cluster_role(
             "system:node-proxier",
@@ -302,4 +325,18 @@ def cluster_role_bindings() -> list[dict]:
         ),
         cluster_role_binding("system:node", "system:node", [group("system:nodes")]),
         cluster_role_binding("system:node-proxier", "system:node-proxier", [user("system:kube-proxy")]),
+        # kubeadm's bindings for joining nodes: bootstrap tokens may file kubelet client CSRs
+        cluster_role_binding(
+            "kubeadm:kubelet-bootstrap", "system:node-bootstrapper", [group("system:bootstrappers")]
+        ),
+        cluster_role_binding(
+            "kubeadm:node-autoapprove-bootstrap",
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            [group("system:bootstrappers")],
+        ),
+        cluster_role_binding(
+            "kubeadm:node-autoapprove-certificate-rotation",
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            [group("system:nodes")],
+        ),
     ]
