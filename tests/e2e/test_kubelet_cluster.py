@@ -54,7 +54,7 @@ class Kubelet:
         cmd = [sys.executable, "-m", "hyperkube.cli.main", "kubelet", "--kubeconfig", self.srv.kubeconfig,
                "--node-name", NODE, "--data-dir", str(self.data), "--runtime", "runc", "--netns", self.netns,
                "--node-ip", "127.0.0.1", "--pod-cidr", self.cidr, "--bridge", self.bridge,
-               "--port", str(self.port), "--address", "127.0.0.1"]  # fmt: skip
+               "--port", str(self.port), "--address", "127.0.0.1", "--cleanup-on-exit"]  # fmt: skip
         with open(self.data / "kubelet.log", "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
 
@@ -87,7 +87,7 @@ def cluster(tmp_path_factory):  # type: ignore[no-untyped-def]
         )
         yield srv, kl
     finally:
-        srv.kubectl("delete", "pods", "--all", "--wait=false", check=False)
+        srv.kubectl("delete", "pods", "--all", "--grace-period=0", "--force", "--wait=false", check=False)
         try:
             wait_for(
                 lambda: "No resources" in srv.kubectl("get", "pods", check=False).stderr, 60, what="pods gone"
@@ -202,3 +202,25 @@ def test_pods_run_log_talk_restart_and_clean_up(cluster) -> None:  # type: ignor
     ipam = root / "cni" / "ipam" / "hyperkube"
     assert not [f for f in os.listdir(ipam) if f[0].isdigit()]
     assert not [ns for ns in sh("ip", "netns", "list").split() if ns.startswith(f"hk-{NODE}")]
+
+
+def test_cleanup_on_exit_leaves_nothing(cluster) -> None:  # type: ignore[no-untyped-def]
+    srv, kl = cluster
+    apply(srv, pod("stay", {"command": ["sleep", "600"]}))
+    wait_for(lambda: cstatus(srv, "stay").get("ready"), 60, what="stay running")
+    pid = int(
+        open(next((kl.data / "kubelet" / NODE / "containers").glob("*/started.json")))
+        .read()
+        .split('"pid": ')[1]
+        .split(",")[0]
+    )
+    kl.kill(signal.SIGTERM)  # --cleanup-on-exit: the node releases everything, the pod object stays
+    root = kl.data / "kubelet" / NODE
+    assert not os.path.exists(f"/proc/{pid}")
+    assert not [c for c in os.listdir(root / "containers") if not c.startswith(".")]
+    with open("/proc/self/mountinfo") as f:
+        assert str(root) not in f.read()
+    assert sh("ip", "-n", kl.netns, "-o", "link", "show", "type", "veth") == ""
+    assert not [f for f in os.listdir(root / "cni" / "ipam" / "hyperkube") if f[0].isdigit()]
+    assert not [ns for ns in sh("ip", "netns", "list").split() if ns.startswith(f"hk-{NODE}")]
+    assert get(srv, "stay")["metadata"]["name"] == "stay"

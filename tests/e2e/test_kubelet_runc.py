@@ -256,3 +256,25 @@ async def test_pod_network_exec_and_clean_teardown(rt: RuncRuntime, node) -> Non
         for uid in (uid1, uid2):
             with contextlib.suppress(Exception):
                 await pods.teardown(uid)
+
+
+def test_kubelet_server_listens_inside_the_node_netns(node) -> None:  # type: ignore[no-untyped-def]
+    """With --netns the kubelet serves on the node IP inside the node's namespace (server.py)."""
+    from hyperkube.kubelet.server import listen_in_netns
+
+    ns = node["netns"]
+    sock = listen_in_netns(f"/run/netns/{ns}", "127.0.0.1", 0)
+    try:
+        port = sock.getsockname()[1]
+        sock.setblocking(True)
+        got = subprocess.Popen(["ip", "netns", "exec", ns, "busybox", "nc", "127.0.0.1", str(port)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+        conn, _ = sock.accept()  # the connection made inside the namespace reaches our socket
+        conn.sendall(b"hello\n")
+        conn.close()
+        out, _ = got.communicate(b"", timeout=10)
+        assert out == b"hello\n"
+        # and this thread is back in its own namespace
+        assert os.readlink("/proc/thread-self/ns/net") == os.readlink("/proc/self/ns/net")
+    finally:
+        sock.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
 import signal
@@ -122,13 +123,20 @@ async def _main(args: argparse.Namespace) -> int:
             await nodes.stop()
             return 0
         kl = build_kubelet(args, client)
+        address = args.address
         if args.port >= 0:
-            runner, kl.kubelet_port = await server.serve(kl, args.address, args.port)
+            if args.netns and args.node_ip and not ipaddress.ip_address(args.node_ip).is_loopback:
+                # the node's address exists only inside its namespace: listen there (see server.py)
+                netns = f"/run/netns/{args.netns}" if "/" not in args.netns else args.netns
+                address = args.node_ip or "0.0.0.0"
+                runner, kl.kubelet_port = await server.serve(kl, address, args.port, netns=netns)
+            else:
+                runner, kl.kubelet_port = await server.serve(kl, address, args.port)
         await kl.start()
         print(f"hyperkube kubelet: node {kl.node_name} registered (runtime {kl.runtime.name}, "
-              f"server {args.address}:{kl.kubelet_port})", flush=True)  # fmt: skip
+              f"server {address}:{kl.kubelet_port})", flush=True)  # fmt: skip
         await stop.wait()
-        await kl.stop()
+        await kl.stop(cleanup=args.cleanup_on_exit)
         return 0
     finally:
         if runner is not None:
@@ -168,7 +176,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pod-cidr", default=None, help="pod CIDR (default: the Node's spec.podCIDR)")
     p.add_argument("--bridge", default="hkcni0", help="CNI bridge name (default: hkcni0)")
     p.add_argument("--cni-bin-dir", default="/opt/cni/bin:/usr/lib/cni", help="CNI plugin directories")
-    p.add_argument("--address", default="127.0.0.1", help="address of the kubelet's HTTP server")
+    p.add_argument("--address", default="127.0.0.1",
+                   help="address of the kubelet's HTTP server (with --netns and a non-loopback --node-ip, the "
+                   "server listens on the node IP inside the namespace instead)")  # fmt: skip
     p.add_argument(
         "--port", type=int, default=10250, help="port of the kubelet's HTTP server (0: any free port)"
     )
@@ -180,6 +190,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--hollow-prefix", default="hollow-node-", help="hollow node name prefix")
     p.add_argument("--quiet", action="store_true", help="log warnings only")
+    p.add_argument("--cleanup-on-exit", action="store_true",
+                   help="on SIGTERM/SIGINT stop every pod of the node and release its containers, mounts, "
+                   "network namespaces and IPAM leases (pod objects stay in the API)")  # fmt: skip
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -167,6 +167,7 @@ class Kubelet:
         self._fake_ip = 0
         self._adopted: dict[str, list[ContainerStatus]] = {}
         self._lease: dict[str, Any] | None = None
+        self.lease_renewals = 0  # successful renewals (benchmarks check heartbeats keep up)
         self.started = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -195,10 +196,15 @@ class Kubelet:
             await self._informer.wait_for_sync()
         self.started.set()
 
-    async def stop(self) -> None:
-        """Stop the agent; containers keep running (a restarted kubelet adopts them)."""
+    async def stop(self, cleanup: bool = False, grace_cap: float = 10.0) -> None:
+        """Stop the agent. By default containers keep running (a restarted kubelet adopts them); with
+        ``cleanup`` every pod of the node is stopped and everything it holds released - containers
+        (grace period capped at ``grace_cap``), rootfs mounts, CNI (veths, IPAM leases), pod network
+        namespaces, volumes - without touching the pod objects in the API (``--cleanup-on-exit``)."""
         if self._informer is not None:
             await self._informer.stop()
+        if cleanup:
+            await self.cleanup_all(grace_cap)
         for t in self._tasks:
             t.cancel()
         for w in list(self.workers.values()):
@@ -212,6 +218,33 @@ class Kubelet:
             *self._tasks, *(w.task for w in self.workers.values() if w.task), return_exceptions=True
         )
         self._tasks.clear()
+
+    async def cleanup_all(self, grace_cap: float = 10.0) -> None:
+        for w in list(self.workers.values()):
+            if w.task:
+                w.task.cancel()
+                await asyncio.gather(w.task, return_exceptions=True)
+                w.task = None
+        await asyncio.gather(
+            *(
+                self.terminate_pod(w, final_delete=False, grace_cap=grace_cap)
+                for w in list(self.workers.values())
+            ),
+            return_exceptions=True,
+        )
+        # containers of pods this kubelet never saw (adopted, pod gone meanwhile)
+        for c in await self.runtime.list():
+            with contextlib.suppress(Exception):
+                await self.runtime.stop(c.id, min(grace_cap, 2.0))
+                await self.runtime.remove(c.id)
+        pn = self.pod_networks()
+        if pn is not None:
+            from hyperkube.kubelet.cni import NETNS_DIR
+
+            for name in os.listdir(NETNS_DIR) if os.path.isdir(NETNS_DIR) else []:
+                if name.startswith(pn.prefix):
+                    with contextlib.suppress(Exception):
+                        await pn.teardown(name[len(pn.prefix) :])
 
     # -- pod events ----------------------------------------------------------------------------------------
 
@@ -398,6 +431,7 @@ class Kubelet:
         while True:
             try:
                 await self.renew_lease()
+                self.lease_renewals += 1
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -825,10 +859,12 @@ class Kubelet:
                 await asyncio.wait_for(self._run_hook(w, c or {}, st.id, hook, grace), grace)
         await self.runtime.stop(st.id, max(0.0, deadline - time.monotonic()))
 
-    async def terminate_pod(self, w: PodWorker) -> None:
+    async def terminate_pod(
+        self, w: PodWorker, final_delete: bool = True, grace_cap: float | None = None
+    ) -> None:
         pod = w.pod
         spec = pod.get("spec") or {}
-        grace = self._grace(pod)
+        grace = self._grace(pod) if grace_cap is None else min(grace_cap, self._grace(pod))
         by_name = {
             c["name"]: c for c in list(spec.get("containers") or []) + list(spec.get("initContainers") or [])
         }
@@ -845,7 +881,7 @@ class Kubelet:
         for p in list(w.probes.values()):
             p.stop()
         w.probes.clear()
-        if not w.removed:
+        if not w.removed and final_delete:
             statuses = await self._statuses(w)
             with contextlib.suppress(Exception):
                 await self.write_status(w, statuses, sandbox_ready=False, terminating=True)
@@ -870,7 +906,7 @@ class Kubelet:
         )
         for key in [k for k in self.backoff if k[0] == w.uid]:
             self.backoff.pop(key, None)
-        if not w.removed:
+        if not w.removed and final_delete:
             with contextlib.suppress(NotFound, Conflict):
                 await self.client.delete(
                     PODS,

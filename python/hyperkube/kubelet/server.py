@@ -11,7 +11,9 @@ which is left out here: bind it to loopback or the node network only.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 from typing import Any
 
 from aiohttp import web
@@ -81,10 +83,32 @@ def make_app(kubelet: Any) -> web.Application:
     return app
 
 
-async def serve(kubelet: Any, host: str, port: int) -> tuple[web.AppRunner, int]:
+def listen_in_netns(netns: str, host: str, port: int) -> socket.socket:
+    """A listening TCP socket created inside the network namespace ``netns`` (a path): the socket stays in
+    that namespace after the creating thread switched back, so the kubelet (in the host namespace, where it
+    reaches the API server) serves the node's address that only exists in the node's namespace."""
+    from hyperkube.kubelet.probes import _in_netns
+
+    def make() -> socket.socket:
+        s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, port))
+        s.listen(128)
+        s.setblocking(False)
+        return s
+
+    return _in_netns(netns, make)  # type: ignore[no-any-return]
+
+
+async def serve(kubelet: Any, host: str, port: int, netns: str = "") -> tuple[web.AppRunner, int]:
     runner = web.AppRunner(make_app(kubelet), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site: web.BaseSite
+    if netns:
+        sock = await asyncio.to_thread(listen_in_netns, netns, host, port)
+        site = web.SockSite(runner, sock)
+    else:
+        site = web.TCPSite(runner, host, port)
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return runner, int(bound)
