@@ -31,6 +31,10 @@ class Component:
     # what the console says while waiting, e.g. "waiting for the API server on :6443"
     waiting_for: str = ""
     env: dict[str, str] = field(default_factory=dict)
+    # components stop tier by tier, highest first (nodes before the control plane they report to)
+    tier: int = 0
+    # seconds between SIGTERM and SIGKILL (a node stops its pods' containers in that time)
+    stop_grace: float | None = None
     # filled in at run time
     proc: asyncio.subprocess.Process | None = None
     restarts: int = 0
@@ -126,26 +130,31 @@ class Supervisor:
             say(f"{c.name:<20} restarted (pid {c.proc.pid})")
 
     async def stop(self) -> None:
-        """SIGTERM every child (newest first), then SIGKILL whatever is left after the grace."""
+        """Stop tier by tier (highest first): SIGTERM every child of the tier, then SIGKILL
+        whatever is left after its grace period."""
         self._stopping = True
         for t in self._watchers:
             t.cancel()
-        for c in reversed(self.components):
-            if c.proc is not None and c.proc.returncode is None:
-                say(f"{c.name:<20} stopping")
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(c.proc.pid, signal.SIGTERM)
-        for c in reversed(self.components):
-            if c.proc is None:
-                continue
-            try:
-                await asyncio.wait_for(c.proc.wait(), self.stop_grace)
-            except TimeoutError:
-                say(f"{c.name:<20} did not stop in {self.stop_grace:.0f}s; killing")
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(c.proc.pid, signal.SIGKILL)
-                await c.proc.wait()
-            say(f"{c.name:<20} stopped")
+        for tier in sorted({c.tier for c in self.components}, reverse=True):
+            group = [c for c in reversed(self.components) if c.tier == tier and c.proc is not None]
+            for c in group:
+                if c.proc is not None and c.proc.returncode is None:
+                    say(f"{c.name:<20} stopping")
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(c.proc.pid, signal.SIGTERM)
+            await asyncio.gather(*(self._reap(c) for c in group))
+
+    async def _reap(self, c: Component) -> None:
+        assert c.proc is not None
+        grace = c.stop_grace if c.stop_grace is not None else self.stop_grace
+        try:
+            await asyncio.wait_for(c.proc.wait(), grace)
+        except TimeoutError:
+            say(f"{c.name:<20} did not stop in {grace:.0f}s; killing")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(c.proc.pid, signal.SIGKILL)
+            await c.proc.wait()
+        say(f"{c.name:<20} stopped")
 
 
 def hyperkube_argv(*args: str) -> list[str]:

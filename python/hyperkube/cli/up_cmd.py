@@ -138,6 +138,7 @@ def components(args: argparse.Namespace, node_nets: list[localnet.NodeNet] | Non
                     str(args.hollow_nodes),
                 ),
                 ready=nodes_ready(kubeconfig, [f"hollow-node-{i}" for i in range(args.hollow_nodes)]),
+                tier=1,
                 waiting_for=f"waiting for {args.hollow_nodes} hollow nodes to report Ready",
             )
         )
@@ -158,6 +159,8 @@ def components(args: argparse.Namespace, node_nets: list[localnet.NodeNet] | Non
                 "0",
                 "--proxy-kubeconfig",
                 os.path.join(data_dir, "proxy.kubeconfig"),
+                # Ctrl-C must leave no container, mount, veth or netns behind
+                "--cleanup-on-exit",
             ]
             argv += ["--runtime", args.runtime]
             if net is not None:
@@ -168,6 +171,8 @@ def components(args: argparse.Namespace, node_nets: list[localnet.NodeNet] | Non
                     hyperkube_argv(*argv),
                     ready=nodes_ready(kubeconfig, [name]),
                     waiting_for=f"waiting for Node {name} to register and report Ready",
+                    tier=1,
+                    stop_grace=45,  # time to stop its pods (each capped at 10 s) and free their resources
                 )
             )
     return out
