@@ -4,6 +4,7 @@ in-flight and watch limits (429 + Retry-After), and a hypothesis fuzz of malform
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import ssl
@@ -30,6 +31,8 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[APIServerProcess]:
             "2",
             "--request-timeout",
             "3",
+            "--idle-connection-timeout",
+            "2",
         ],
     )
     try:
@@ -102,6 +105,22 @@ def test_max_inflight_429_and_slow_client_504(srv: APIServerProcess) -> None:
     )
     assert code == 201, body
     assert call(srv, "GET", "/api/v1/namespaces/lim/configmaps/x")[0] == 404
+
+
+def test_slow_loris_headers_are_cut_off(srv: APIServerProcess) -> None:
+    raw = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+    s = context(srv, "admin").wrap_socket(raw, server_hostname="127.0.0.1")
+    try:
+        s.sendall(b"GET /api/v1/namespaces HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        t0 = time.monotonic()
+        data = b""
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            while chunk := s.recv(1024):  # the server closes the connection, answering nothing
+                data += chunk
+        assert data == b"" and time.monotonic() - t0 < 25
+    finally:
+        s.close()
+    assert call(srv, "GET", "/healthz")[0] == 200
 
 
 def test_watches_are_capped_per_user(srv: APIServerProcess) -> None:

@@ -1049,6 +1049,8 @@ async def serve(
     app = create_app(store, **options)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
+    if options.get("security") is not None and runner.server is not None:
+        options["security"].watch_connections(runner.server)
     site = web.TCPSite(runner, host, port, backlog=1024, ssl_context=ssl_context)
     await site.start()
     if ready is not None:

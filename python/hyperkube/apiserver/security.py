@@ -82,6 +82,9 @@ class SecurityOptions:
     max_mutating_requests_inflight: int = 200
     max_watches_per_user: int = 250
     request_timeout: float = 60.0
+    idle_connection_timeout: float = (
+        90.0  # (upstream IdleTimeout) no request (or only part of its headers) for this long
+    )
     service_account_issuer_audiences: tuple[str, ...] = ()
 
 
@@ -242,6 +245,8 @@ class Security:
             self.audit.start()
 
     async def stop(self) -> None:
+        if getattr(self, "_reaper", None) is not None:
+            self._reaper.cancel()
         for m in (self.rbac_mirror, self.pod_mirror):
             if m is not None:
                 await m.stop()
@@ -249,6 +254,39 @@ class Security:
             await self.admission.stop()
         if self.audit is not None:
             self.audit.close()
+
+    def watch_connections(self, server: Any) -> None:
+        """Close connections that carry no request for ``idle_connection_timeout`` seconds: idle
+        keep-alive connections, and slow-loris clients that send a request's headers byte by byte
+        (aiohttp has no header read timeout; asyncio bounds the TLS handshake at 60 s).
+        `server` is the aiohttp ``web.Server`` (its ``connections``)."""
+        self._reaper = asyncio.create_task(self._reap(server))
+
+    async def _reap(self, server: Any) -> None:
+        timeout = self.options.idle_connection_timeout
+        idle_since: dict[int, tuple[int, float]] = {}
+        while True:
+            await asyncio.sleep(min(5.0, timeout / 2))
+            now = time.monotonic()
+            live = set()
+            for h in list(server.connections):
+                key = id(h)
+                live.add(key)
+                # aiohttp's RequestHandler state (private; if it changes we only stop reaping)
+                busy = getattr(h, "_request_in_progress", True)
+                count = getattr(h, "_request_count", 0)
+                if busy:
+                    idle_since.pop(key, None)
+                    continue
+                prev = idle_since.get(key)
+                if prev is None or prev[0] != count:
+                    idle_since[key] = (count, now)
+                elif now - prev[1] > timeout:
+                    log.info("closing a connection idle (or stuck in its headers) for %.0fs", now - prev[1])
+                    h.force_close()
+                    idle_since.pop(key, None)
+            for key in set(idle_since) - live:
+                del idle_since[key]
 
     async def ensure_policy(self) -> None:
         """Upstream's default ClusterRoles and bindings, created when missing (never overwritten)."""

@@ -81,6 +81,7 @@ async def _main(args: argparse.Namespace) -> int:
             max_mutating_requests_inflight=args.max_mutating_requests_inflight,
             max_watches_per_user=args.max_watches_per_user,
             request_timeout=args.request_timeout,
+            idle_connection_timeout=args.idle_connection_timeout,
         )
     )
     ssl_context = None if args.insecure_http else server_ssl_context(pki)
@@ -202,6 +203,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-mutating-requests-inflight", type=int, default=200)
     p.add_argument("--max-watches-per-user", type=int, default=250)
     p.add_argument("--request-timeout", type=float, default=60.0, help="seconds (non-watch requests)")
+    p.add_argument(
+        "--idle-connection-timeout",
+        type=float,
+        default=90.0,
+        help="seconds a connection may go without a complete request (idle or slow headers; upstream's 90 s)",
+    )
     p.add_argument("--service-cluster-ip-range", default="10.96.0.0/12")
     p.add_argument("--service-node-port-range", default="30000-32767")
     p.add_argument("--scheduler-health-url", default="http://127.0.0.1:10259/healthz")
