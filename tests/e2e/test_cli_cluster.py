@@ -138,12 +138,18 @@ def test_one_command_cluster_end_to_end(tmp_path) -> None:
         ]
         client = next(p for p in _pods(kubeconfig) if p["metadata"]["name"] == "client")
         netns = f"hk-node-1-{client['metadata']['uid']}"
-        seen: set[str] = set()
-        for _ in range(20):
-            r = subprocess.run(
+
+        def fetch() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
                 ["ip", "netns", "exec", netns, sys.executable, "-c", FETCH.format(ip=ip)],
                 capture_output=True, text=True, timeout=20,
             )  # fmt: skip
+
+        # Running pods come before ready endpoints and the proxy's next sync: wait for the first answer
+        _wait(lambda: fetch().returncode == 0, 60, "the Service answering through its ClusterIP")
+        seen: set[str] = set()
+        for _ in range(20):
+            r = fetch()
             assert r.returncode == 0, r.stderr
             seen.add(r.stdout.strip())
         assert len(seen) == 2 and all(s.startswith("hello from web-") for s in seen), seen
