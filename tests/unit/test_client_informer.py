@@ -174,3 +174,26 @@ async def test_factory_shares_one_watch_per_resource(fake_client: Client, fake_a
     assert nodes.has_synced
     await f.stop()
     await asyncio.sleep(0)
+
+
+async def test_managed_fields_are_not_cached(fake_client: Client, fake_api: FakeApiServer) -> None:
+    p = pod("mf")
+    p["metadata"]["managedFields"] = [
+        {"manager": "kubectl", "operation": "Apply", "fieldsV1": {"f:spec": {}}}
+    ]
+    await fake_client.create(PODS, p)
+    inf = SharedInformer(fake_client, PODS)
+    inf.start()
+    await inf.wait_for_sync(5)
+    assert "managedFields" not in inf.get("mf", "default")["metadata"]
+    p2 = pod("mf2")
+    p2["metadata"]["managedFields"] = [{"manager": "x"}]
+    await fake_client.create(PODS, p2)
+    await eventually(lambda: inf.get("mf2", "default"))
+    assert "managedFields" not in inf.get("mf2", "default")["metadata"]
+    kept = SharedInformer(fake_client, PODS, transform=None)  # opting out keeps them
+    kept.start()
+    await kept.wait_for_sync(5)
+    assert "managedFields" in kept.get("mf", "default")["metadata"]
+    await inf.stop()
+    await kept.stop()

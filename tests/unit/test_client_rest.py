@@ -227,6 +227,11 @@ users:
     assert c.base_url == "http://127.0.0.1:8080" and c.namespace == "team"
     with pytest.raises(ValueError, match="no context named"):
         load_kubeconfig(str(cfg), context="nope")
+    with pytest.raises(ValueError, match="cannot read kubeconfig .*nonexistent"):
+        load_kubeconfig(str(tmp_path / "nonexistent"))
+    (tmp_path / "bad").write_text("- just\n- a list\n")
+    with pytest.raises(ValueError, match="expected a mapping"):
+        load_kubeconfig(str(tmp_path / "bad"))
 
 
 async def test_tls_with_client_certificates_from_kubeconfig(tmp_path) -> None:

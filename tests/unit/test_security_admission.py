@@ -320,3 +320,24 @@ def test_kubelet_serving_certificate(tmp_path: Path) -> None:
     assert [str(i) for i in sans.get_values_for_type(x509.IPAddress)] == ["10.250.0.11"]
     assert pki.ensure_kubelet_serving("n1", ["10.250.0.11"]) == pair  # reused
     assert (Path(pair.key).stat().st_mode & 0o077) == 0
+
+
+def test_audit_log_rotates(tmp_path: Path) -> None:
+    import json
+
+    from hyperkube.apiserver.security import AuditLog
+
+    path = str(tmp_path / "audit.log")
+    log = AuditLog(path, max_bytes=500, max_backups=2)  # each round of 20 lines is ~590 bytes
+    for round_ in range(3):
+        for i in range(20):
+            log.write({"user": "u", "i": i, "round": round_})
+        log.flush()
+    log.close()
+
+    def rounds(name: str) -> set[int]:
+        return {json.loads(x)["round"] for x in (tmp_path / name).read_text().splitlines()}
+
+    assert rounds("audit.log.1") == {2} and rounds("audit.log.2") == {1}
+    assert not (tmp_path / "audit.log.3").exists()
+    assert (tmp_path / "audit.log").stat().st_mode & 0o077 == 0

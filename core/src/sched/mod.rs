@@ -1571,6 +1571,43 @@ impl Cluster {
         None
     }
 
+    /// The hard spread constraints, the pod's required anti-affinity and the existing pods'
+    /// anti-affinity as (domains of a key, allowed per domain, allowed without the label): the
+    /// same verdicts as [`Self::spread_fail`] and [`Self::ipa_fail`] (for pods without required
+    /// affinity), precomputed per domain.
+    #[allow(clippy::type_complexity)]
+    fn domain_checks<'a>(
+        &'a self,
+        pod: &CPod,
+        hs: &[(Vec<i64>, i64)],
+        ipa: Option<&Ipa>,
+    ) -> Vec<(&'a [u32], Vec<bool>, bool)> {
+        let mut out = Vec::new();
+        for (c, (counts, min)) in pod.hard.iter().zip(hs) {
+            let ok = counts
+                .iter()
+                .map(|&cnt| cnt + i64::from(c.self_match) - min <= c.max_skew)
+                .collect();
+            out.push((self.tp(c.key).dom.as_slice(), ok, false));
+        }
+        if let Some(st) = ipa {
+            let mut keys: Vec<u32> = pod.anti.iter().map(|t| t.key).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            for key in keys {
+                if let Some((_, counts)) = st.anti.iter().find(|e| e.0 == key) {
+                    let ok = counts.iter().map(|&c| c <= 0).collect();
+                    out.push((self.tp(key).dom.as_slice(), ok, true));
+                }
+            }
+            for (key, counts) in &st.existing_anti {
+                let ok = counts.iter().map(|&c| c <= 0).collect();
+                out.push((self.tp(*key).dom.as_slice(), ok, true));
+            }
+        }
+        out
+    }
+
     /// Upstream's FitError text for a pod that fits nowhere.
     fn diagnose(&self, pod: &CPod, hs: &[(Vec<i64>, i64)], ipa: Option<&Ipa>) -> String {
         if self.n_live == 0 {
@@ -1659,6 +1696,22 @@ impl Cluster {
                 if f & F_FEAS != 0 && self.live[n] {
                     nodes.push(n as u32);
                 }
+            }
+        } else if pod.aff.is_empty() {
+            // Every remaining filter is "the node's domain of key K is allowed": resolve each to
+            // a per-domain verdict once, then check nodes with array lookups.
+            let checks = self.domain_checks(pod, &hs, ipa.as_ref());
+            'nodes: for (n, &f) in flags.iter().enumerate() {
+                if f & F_FEAS == 0 || !self.live[n] {
+                    continue;
+                }
+                for (dom, ok, none_ok) in &checks {
+                    let d = dom[n];
+                    if !(if d == NONE { *none_ok } else { ok[d as usize] }) {
+                        continue 'nodes;
+                    }
+                }
+                nodes.push(n as u32);
             }
         } else {
             for (n, &f) in flags.iter().enumerate() {

@@ -264,6 +264,7 @@ def _resolve(node: Any) -> Any:
     return node
 
 
+@functools.cache
 def kind_schema(group: str, version: str, kind: str) -> Any:
     for s in _schemas().values():
         for g in s.get("x-kubernetes-group-version-kind") or []:

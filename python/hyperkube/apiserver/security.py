@@ -76,6 +76,8 @@ class SecurityOptions:
     insecure: bool = False  # plain HTTP: requests without credentials are system:masters
     token_auth_file: str | None = None
     audit_log_path: str | None = None
+    audit_log_maxsize_mb: int = 100
+    audit_log_maxbackup: int = 3
     max_requests_inflight: int = 400
     max_mutating_requests_inflight: int = 200
     max_watches_per_user: int = 250
@@ -140,12 +142,31 @@ def forbidden(a: Attributes, reason: str) -> ApiError:
 
 
 class AuditLog:
-    """JSON lines, buffered and flushed every second (and at shutdown)."""
+    """JSON lines, buffered and flushed every second (and at shutdown); rotated to
+    ``<path>.1`` ... ``<path>.<max_backups>`` when larger than ``max_bytes`` (as upstream's
+    --audit-log-maxsize / --audit-log-maxbackup)."""
 
-    def __init__(self, path: str) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self.f = os.fdopen(fd, "a", buffering=1 << 16)
+    def __init__(self, path: str, max_bytes: int = 100 << 20, max_backups: int = 3) -> None:
+        self.path, self.max_bytes, self.max_backups = path, max_bytes, max_backups
+        self.f = self._open()
         self._task: asyncio.Task[None] | None = None
+
+    def _open(self) -> Any:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return os.fdopen(fd, "a", buffering=1 << 16)
+
+    def flush(self) -> None:
+        self.f.flush()
+        if self.max_bytes and self.f.tell() > self.max_bytes:
+            self.f.close()
+            for i in range(self.max_backups - 1, 0, -1):
+                if os.path.exists(f"{self.path}.{i}"):
+                    os.replace(f"{self.path}.{i}", f"{self.path}.{i + 1}")
+            if self.max_backups > 0:
+                os.replace(self.path, f"{self.path}.1")
+            else:
+                os.unlink(self.path)
+            self.f = self._open()
 
     def write(self, entry: dict[str, Any]) -> None:
         self.f.write(json.dumps(entry, separators=(",", ":")) + "\n")
@@ -153,7 +174,7 @@ class AuditLog:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            self.f.flush()
+            self.flush()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run())
@@ -162,6 +183,7 @@ class AuditLog:
         if self._task is not None:
             self._task.cancel()
         with contextlib.suppress(Exception):
+            self.flush()
             self.f.close()
 
 
@@ -190,7 +212,11 @@ class Security:
         self._rbac_dirty = True
         self.pods_by_node: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         self.node_authz = NodeAuthorizer(lambda n: self.pods_by_node.get(n, {}).values())
-        self.audit = AuditLog(options.audit_log_path) if options.audit_log_path else None
+        self.audit = (
+            AuditLog(options.audit_log_path, options.audit_log_maxsize_mb << 20, options.audit_log_maxbackup)
+            if options.audit_log_path
+            else None
+        )
         self.inflight = 0
         self.inflight_mutating = 0
         self.watches: dict[str, int] = defaultdict(int)

@@ -75,6 +75,8 @@ async def _main(args: argparse.Namespace) -> int:
             insecure=args.insecure_http,
             token_auth_file=args.token_auth_file,
             audit_log_path=args.audit_log_path or str(data_dir / "audit.log"),
+            audit_log_maxsize_mb=args.audit_log_maxsize,
+            audit_log_maxbackup=args.audit_log_maxbackup,
             max_requests_inflight=args.max_requests_inflight,
             max_mutating_requests_inflight=args.max_mutating_requests_inflight,
             max_watches_per_user=args.max_watches_per_user,
@@ -194,6 +196,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--audit-log-path", default=None, help="audit log (JSON lines; default DATA_DIR/audit.log)"
     )
+    p.add_argument("--audit-log-maxsize", type=int, default=100, help="MiB before the audit log rotates")
+    p.add_argument("--audit-log-maxbackup", type=int, default=3, help="rotated audit logs kept")
     p.add_argument("--max-requests-inflight", type=int, default=400)
     p.add_argument("--max-mutating-requests-inflight", type=int, default=200)
     p.add_argument("--max-watches-per-user", type=int, default=250)

@@ -87,6 +87,13 @@ def run(args: argparse.Namespace) -> int:
         print("hyperkube token: a token is 6 + '.' + 16 characters of [a-z0-9]", file=sys.stderr)
         return 2
     groups = ["system:bootstrappers:kubeadm:default-node-token", *(args.groups or [])]
+    if not Path(kubeconfig).exists():
+        print(
+            f"hyperkube token: no administrator kubeconfig at {kubeconfig}; start `hyperkube server "
+            f"--data-dir {data_dir}` (or `hyperkube up`) first, or pass --kubeconfig",
+            file=sys.stderr,
+        )
+        return 1
     try:
         asyncio.run(_create(kubeconfig, secret_for(token, ttl, groups, args.description)))
     except Exception as e:

@@ -12,7 +12,8 @@ This is client-go's ``tools/cache`` reduced to what asyncio needs:
   functions or coroutines). A re-list is turned into the adds/updates/deletes it implies, so
   handlers never miss a deletion that happened during a disconnect. Handlers registered after the
   cache is filled get an ``on_add`` for every cached object first. Each handler may ask for a
-  periodic resync (``on_update(obj, obj)`` for every cached object).
+  periodic resync (``on_update(obj, obj)`` for every cached object). A ``transform`` applied to
+  every object before it is cached drops ``managedFields`` by default, as client-go's.
 - :class:`SharedInformerFactory` hands out one informer per (resource, namespace, selectors), so a
   process opens one watch per resource however many controllers use it; ``wait_for_sync`` waits
   for the initial lists.
@@ -38,6 +39,15 @@ from hyperkube.client.store import IndexFunc, Obj, Store, meta_namespace_key
 log = logging.getLogger("hyperkube.client.informer")
 
 Handler = Callable[..., Any]
+
+
+def strip_managed_fields(obj: Obj) -> Obj:
+    """The default transform: ``metadata.managedFields`` is never needed by a controller and can
+    be the largest part of an object (client-go's ``TransformStripManagedFields``)."""
+    md = obj.get("metadata")
+    if md and "managedFields" in md:
+        md.pop("managedFields")
+    return obj
 
 
 def resource_version(obj: Obj) -> str:
@@ -190,8 +200,10 @@ class SharedInformer:
         resync_period: float = 0.0,
         page_size: int = 500,
         min_watch_timeout: float = 300.0,
+        transform: Callable[[Obj], Obj] | None = strip_managed_fields,
     ):
         self.resource = _res(resource)
+        self.transform = transform
         self.store = Store(meta_namespace_key, indexers)
         self.default_resync = resync_period
         self._handlers: list[_Registration] = []
@@ -258,6 +270,8 @@ class SharedInformer:
     # -- reflector callbacks --------------------------------------------------------------------
 
     async def _replace(self, items: list[Obj], rv: str) -> None:
+        if self.transform is not None:
+            items = [self.transform(o) for o in items]
         store = self.store
         key = store.key_func
         new_keys = set()
@@ -287,6 +301,8 @@ class SharedInformer:
             log.debug("%s: synced %d objects at rv %s", self.resource, len(items), rv)
 
     async def _event(self, typ: str, obj: Obj) -> None:
+        if self.transform is not None:
+            obj = self.transform(obj)
         store = self.store
         if typ == "DELETED":
             old = store.delete(obj)

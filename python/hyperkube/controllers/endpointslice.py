@@ -10,8 +10,8 @@ their resolved port list and address family and cut into slices of at most
 Slices carry ``kubernetes.io/service-name`` and ``endpointslice.kubernetes.io/managed-by:
 endpointslice-controller.k8s.io`` labels and a controller reference to the Service (the garbage
 collector removes them with it). Reconcile reuses the existing slices of a port group in order,
-updating only those whose content differs, creates missing ones (``generateName: {service}-``) and
-deletes the rest.
+updating only those whose content differs, recycles slices of port groups no longer wanted (their
+ports rewritten) before creating any (``generateName: {service}-``), and deletes what is left.
 """
 
 from __future__ import annotations
@@ -169,42 +169,53 @@ class EndpointSliceController(_ServicePodsController):
         for sl in existing:
             by_key.setdefault(slice_key(sl), []).append(sl)
         labels = {**(meta(svc).get("labels") or {}), SERVICE_NAME: name, MANAGED_BY: CONTROLLER}
+        # slices of port groups no longer wanted are recycled (ports rewritten) before any create
+        spare = [sl for k, sls in by_key.items() if k not in want for sl in sls]
         for k, chunks in want.items():
-            have = by_key.pop(k, [])
+            have = by_key.get(k, [])
             for i, eps in enumerate(chunks):
-                if i < len(have):
-                    cur = have[i]
-                    if (cur.get("endpoints") or []) == eps and (meta(cur).get("labels") or {}) == labels:
+                cur = (
+                    have[i]
+                    if i < len(have)
+                    else next((x for x in spare if x.get("addressType") == k[0]), None)
+                )
+                if cur is not None and i >= len(have):
+                    spare.remove(cur)
+                if cur is not None:
+                    if (
+                        (cur.get("endpoints") or []) == eps
+                        and (meta(cur).get("labels") or {}) == labels
+                        and slice_key(cur) == k
+                    ):
                         continue
-                    body = dict(cur, endpoints=eps)
+                    body = dict(cur, endpoints=eps, ports=slice_ports(k))
                     body["metadata"] = dict(meta(cur), labels=labels)
                     try:
                         observe_write(self.slice_informer, await self.client.update(ENDPOINTSLICES, body, ns))
                     except NotFound:
                         self.queue.add(key)
-                else:
-                    body = {
-                        "apiVersion": "discovery.k8s.io/v1",
-                        "kind": "EndpointSlice",
-                        "metadata": {
-                            "generateName": f"{name}-",
-                            "namespace": ns,
-                            "labels": labels,
-                            "ownerReferences": [owner_reference(svc)],
-                        },
-                        "addressType": k[0],
-                        "ports": slice_ports(k),
-                        "endpoints": eps,
-                    }
-                    try:
-                        observe_write(self.slice_informer, await self.client.create(ENDPOINTSLICES, body, ns))
-                    except AlreadyExists:
-                        self.queue.add(key)
+                    continue
+                body = {
+                    "apiVersion": "discovery.k8s.io/v1",
+                    "kind": "EndpointSlice",
+                    "metadata": {
+                        "generateName": f"{name}-",
+                        "namespace": ns,
+                        "labels": labels,
+                        "ownerReferences": [owner_reference(svc)],
+                    },
+                    "addressType": k[0],
+                    "ports": slice_ports(k),
+                    "endpoints": eps,
+                }
+                try:
+                    observe_write(self.slice_informer, await self.client.create(ENDPOINTSLICES, body, ns))
+                except AlreadyExists:
+                    self.queue.add(key)
             for extra in have[len(chunks) :]:
                 await self._delete(extra)
-        for rest in by_key.values():
-            for sl in rest:
-                await self._delete(sl)
+        for sl in spare:
+            await self._delete(sl)
 
     async def _delete(self, sl: Obj) -> None:
         try:

@@ -6,7 +6,8 @@ Upstream's design (pkg/controller/garbagecollector), on shared informers:
   listed, watched, patched and deleted (events excepted, as upstream) and watches them all
   through the shared informer factory (pods, ReplicaSets ... are the same watches the other
   controllers use). Each object is a node ``uid → (resource, namespace, name, ownerReferences)``;
-  ``dependents[owner uid]`` is the reverse edge set.
+  ``dependents[owner uid]`` is the reverse edge set. Discovery is repeated every 30 s so new
+  resource types (CRDs) are watched too.
 - **Background** (the default): when an owner disappears, each dependent is queued for
   ``attempt_to_delete``. That *verifies* every owner with a live GET (a cache can be stale): an
   owner that is gone or has another uid is *dangling*. If every owner is dangling the dependent
@@ -39,7 +40,7 @@ ORPHAN = "orphan"
 IGNORED = {("", "events"), ("events.k8s.io", "events")}
 
 
-@dataclass
+@dataclass(slots=True)
 class Node:
     uid: str
     res: Resource
@@ -64,6 +65,8 @@ class GarbageCollector(Controller):
         self.informers: list[Any] = []
         self.resources: list[Resource] = []
         self.synced = False  # until every cache is filled, unknown owners are not yet suspicious
+        self.rediscovery_period = 30.0
+        self.sync_timeout = 60.0
 
     # -- discovery ----------------------------------------------------------------------------------
 
@@ -276,9 +279,11 @@ class GarbageCollector(Controller):
 
     # -- run ----------------------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        self.resources = await self.discover()
-        for res in self.resources:
+    def _monitor(self, resources: list[Resource]) -> None:
+        known = set(self.resources)
+        for res in resources:
+            if res in known:
+                continue
             inf = self.ctx.factory.informer(res)
             inf.add_event_handler(
                 lambda o, r=res: self._observe(r, o),
@@ -286,8 +291,31 @@ class GarbageCollector(Controller):
                 lambda o, r=res: self._gone(r, o),
             )
             self.informers.append(inf)
+            self.resources.append(res)
             inf.start()
+
+    async def _rediscover(self) -> None:
+        """New resource types (CRDs, late API groups) are watched too, as upstream's 30 s resync."""
+        while True:
+            await asyncio.sleep(self.rediscovery_period)
+            try:
+                self._monitor(await self.discover())
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001
+                log.info("garbage collector rediscovery failed: %s", e)
+
+    async def run(self) -> None:
+        self._monitor(await self.discover())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.sync_timeout
         while not all(i.has_synced for i in self.informers):
+            if loop.time() > deadline:
+                missing = [str(i.resource) for i in self.informers if not i.has_synced]
+                log.warning(
+                    "garbage collector: caches of %s not synced; collecting with what is known", missing
+                )
+                break
             await asyncio.sleep(0.1)
         # once everything is known, verify the owners nobody has seen
         self.synced = True
@@ -296,6 +324,7 @@ class GarbageCollector(Controller):
                 self.delete_queue.add(uid)
         tasks = [asyncio.create_task(run_worker(self.delete_queue, self.attempt_to_delete)) for _ in range(4)]
         tasks.append(asyncio.create_task(run_worker(self.orphan_queue, self.attempt_to_orphan)))
+        tasks.append(asyncio.create_task(self._rediscover()))
         try:
             await asyncio.gather(*tasks)
         finally:

@@ -171,6 +171,8 @@ class SQLiteStore:
         self._compact_rev = 0
         self._closed = True
         self._fatal: BaseException | None = None
+        # writer counters: committed transactions (one fsync each with sync=full) and operations
+        self.stats = {"commits": 0, "ops": 0}
 
     async def __aenter__(self) -> SQLiteStore:
         await self.start()
@@ -427,6 +429,8 @@ class SQLiteStore:
             self._compact_step_sql(conn, batch, compact_to, rev)
         conn.execute("COMMIT")
         self._rev = rev
+        self.stats["commits"] += 1
+        self.stats["ops"] += len(batch)
         return events
 
     def _compact_step_sql(self, conn: sqlite3.Connection, batch: list[_Op], target: int, rev: int) -> None:
