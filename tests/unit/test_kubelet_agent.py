@@ -101,7 +101,8 @@ async def test_pod_runs_and_reports_status(kubelet: Kubelet, fake_api: FakeApiSe
 
 
 async def test_image_never_pulled(kubelet: Kubelet, fake_api: FakeApiServer) -> None:
-    fake_api.put("", "pods", pod("nope", [{"name": "c", "image": "nginx:1.25"}]))
+    fake_api.put("", "pods", pod("nope", [{"name": "c", "image": "nginx:1.25", "imagePullPolicy": "Never"}]))
+    fake_api.put("", "pods", pod("pull", [{"name": "c", "image": "nginx:1.25"}]))
     cs = await eventually(
         lambda: (
             _cs(fake_api, "nope").get("state", {}).get("waiting", {}).get("reason") == "ErrImageNeverPull"
@@ -113,6 +114,14 @@ async def test_image_never_pulled(kubelet: Kubelet, fake_api: FakeApiServer) -> 
         in cs["state"]["waiting"]["message"]
     )
     assert _get(fake_api, "nope")["status"]["phase"] == "Pending"  # type: ignore[index]
+
+    # IfNotPresent (a tagged image): the "pull" fails - images are never pulled here - and says what to do
+    def reason() -> str:
+        return _cs(fake_api, "pull").get("state", {}).get("waiting", {}).get("reason", "")
+
+    await eventually(lambda: reason() == "ImagePullBackOff")
+    msg = _cs(fake_api, "pull")["state"]["waiting"]["message"]
+    assert msg.startswith('Back-off pulling image "nginx:1.25"') and "hyperkube image import FILE" in msg
 
 
 @pytest.mark.parametrize(

@@ -663,10 +663,28 @@ class Kubelet:
             return
         image = c.get("image", "")
         if not self.runtime.has_image(image):
-            w.waiting[name] = (
-                "ErrImageNeverPull",
-                f'Container image "{image}" is not present with pull policy of Never',
+            # Images are never pulled. Policy Never: upstream's ErrImageNeverPull; otherwise the pull
+            # "fails" (ErrImagePull, then ImagePullBackOff) with a message that says what to do.
+            policy = c.get("imagePullPolicy") or (
+                "Always" if image.endswith(":latest") or ":" not in image.split("/")[-1] else "IfNotPresent"
             )
+            if policy == "Never":
+                w.waiting[name] = (
+                    "ErrImageNeverPull",
+                    f'Container image "{image}" is not present with pull policy of Never',
+                )
+            else:
+                reason = (
+                    "ImagePullBackOff"
+                    if w.waiting.get(name, ("",))[0] in ("ErrImagePull", "ImagePullBackOff")
+                    else "ErrImagePull"
+                )
+                msg = (
+                    f'Back-off pulling image "{image}"'
+                    if reason == "ImagePullBackOff"
+                    else f'image "{image}" not found'
+                ) + (": this node never pulls images; import it with `hyperkube image import FILE`")
+                w.waiting[name] = (reason, msg)
             w.kick_after(10.0)  # an import may bring it
             return
         try:
