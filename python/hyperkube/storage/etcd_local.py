@@ -1,7 +1,8 @@
 """A throwaway single-member etcd on loopback, for tests, benchmarks and development.
 
 Starts Debian's ``etcd`` binary with its data in a directory of the caller's choosing, on free
-127.0.0.1 ports, waits until it answers, and stops it by PID (TERM, then KILL). With ``tls=True``
+127.0.0.1 ports, waits until it answers, and stops it by PID (TERM, then KILL); it also gets
+SIGTERM if its parent dies without stopping it. With ``tls=True``
 it makes a throwaway CA, server and client certificate with ``openssl`` and serves HTTPS that
 requires a client certificate (``url`` then carries ``ca``, ``cert`` and ``key``).
 """
@@ -18,6 +19,17 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the parent dies (Linux PR_SET_PDEATHSIG), so
+    a test run or benchmark that is killed leaves no etcd behind."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def free_port() -> int:
@@ -115,6 +127,7 @@ class LocalEtcd:
                 stdout=log,
                 stderr=log,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
             )
             log.close()
             deadline = time.monotonic() + timeout
