@@ -67,6 +67,12 @@ def test_up_hollow_cluster_stops_and_resumes(tmp_path) -> None:
         cs = run_kubectl(kubeconfig, "get", "cs").stdout
         assert "controller-manager   Healthy" in cs and "etcd-0               Healthy" in cs
         run_kubectl(kubeconfig, "create", "configmap", "keep-me", "--from-literal=a=b")
+        # scheduler + controllers + hollow kubelets: a Deployment becomes available (the pods
+        # carry the ServiceAccount token volume that admission adds)
+        run_kubectl(kubeconfig, "create", "deployment", "web", "--image=busybox", "--replicas=3")
+        run_kubectl(kubeconfig, "rollout", "status", "deployment/web", "--timeout=60s", timeout=90)
+        pods = run_kubectl(kubeconfig, "get", "pods", "-o", "wide").stdout
+        assert pods.count(" Running ") == 3 and "hollow-node-" in pods, pods
         status = subprocess.run(
             [sys.executable, "-m", "hyperkube.cli.main", "status", "--data-dir", data_dir],
             capture_output=True, text=True, timeout=60,

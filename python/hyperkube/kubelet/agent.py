@@ -797,7 +797,12 @@ class Kubelet:
         pod_for_env["status"] = status
         env = resolve_env(pod_for_env, c, lambda k, n: refs.get((k, n)), self._allocatable())
         env += self._service_env(meta.get("namespace", ""))
-        mounts = self.volumes.mounts(c, w.volume_paths or {}) if w.volume_paths is not None else []
+        # hollow nodes set up no volumes, so their containers get no mounts either
+        mounts = (
+            self.volumes.mounts(c, w.volume_paths or {})
+            if w.volume_paths is not None and not self.hollow
+            else []
+        )
         hostname = spec.get("hostname") or meta["name"]
         if self.runtime.name == "runc":
             mounts.append(Mount(self._etc_hosts(w, pod, hostname), "/etc/hosts"))
