@@ -113,3 +113,50 @@ def test_up_runc_nodes_leave_no_namespace(tmp_path) -> None:
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert prefix not in netns
     assert f"{prefix}h" not in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
+def test_agent_joins_with_a_bootstrap_token(tmp_path) -> None:
+    data_dir = str(tmp_path / "cluster")
+    proc, _ = _start(data_dir, "--nodes", "0")
+    kubeconfig = os.path.join(data_dir, "kubeconfig")
+    hk = [sys.executable, "-m", "hyperkube.cli.main"]
+    agent = None
+    try:
+        join = subprocess.run(
+            [*hk, "token", "create", "--data-dir", data_dir, "--print-join-command"],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout.strip().splitlines()[-1]  # fmt: skip
+        assert (
+            join.startswith("hyperkube agent --server https://")
+            and "--discovery-token-ca-cert-hash sha256:" in join
+        )
+        node_dir = str(tmp_path / "node")
+        argv = [*hk, *join.split()[1:], "--node-name", "joiner", "--runtime", "fake", "--data-dir", node_dir]
+        agent = subprocess.Popen(
+            [*argv, "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            nodes = run_kubectl(kubeconfig, "get", "nodes", check=False).stdout
+            if "joiner" in nodes and " Ready " in nodes:
+                break
+            time.sleep(0.5)
+        else:
+            agent.kill()
+            raise AssertionError(f"node did not join: {nodes}\n{agent.communicate()[0]}")
+        csr = run_kubectl(
+            kubeconfig,
+            "get",
+            "csr",
+            "-o",
+            "jsonpath={.items[0].spec.username} {.items[0].status.conditions[*].type}",
+        ).stdout
+        assert csr.startswith("system:bootstrap:") and csr.endswith("Approved"), csr
+        who = run_kubectl(os.path.join(node_dir, "kubelet-joiner.kubeconfig"), "auth", "whoami").stdout
+        assert "system:node:joiner" in who
+    finally:
+        if agent is not None and agent.poll() is None:
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(30)
+        _stop(proc)

@@ -9,12 +9,45 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import subprocess
 import sys
 
 
+def join_if_asked(args: argparse.Namespace) -> int:
+    """With ``--token``: get this node's own client certificate through a bootstrap token and a
+    CertificateSigningRequest (kubeadm join's TLS bootstrap), once; then run with that kubeconfig."""
+    if not args.token:
+        return 0
+    if not args.server:
+        print("hyperkube agent: --token needs --server https://HOST:PORT", file=sys.stderr)
+        return 2
+    import asyncio
+    import socket
+
+    from hyperkube.client.bootstrap import JoinError, join
+
+    node = args.node_name = args.node_name or socket.gethostname()
+    os.makedirs(args.data_dir, exist_ok=True)
+    path = os.path.join(args.data_dir, f"kubelet-{node}.kubeconfig")
+    if not os.path.exists(path):
+        try:
+            asyncio.run(join(args.server, args.token, node, path, ca_hash=args.discovery_token_ca_cert_hash))
+        except (JoinError, OSError) as e:
+            print(f"hyperkube agent: joining {args.server} as node {node} failed: {e}", file=sys.stderr)
+            return 1
+        print(f"hyperkube agent: joined as system:node:{node}; credentials in {path}", flush=True)
+    args.kubeconfig, args.server = path, None
+    args.proxy_kubeconfig = args.proxy_kubeconfig or path
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from hyperkube.cli import kubelet_cmd
+
+    code = join_if_asked(args)
+    if code:
+        return code
 
     proxy = None
     if importlib.util.find_spec("hyperkube.cli.proxy_cmd") is not None:
@@ -49,5 +82,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--proxy-kubeconfig",
         default=None,
         help="kubeconfig of the proxy (default: the kubelet's --kubeconfig)",
+    )
+    p.add_argument(
+        "--token", default=None, help="bootstrap token to join with (see `hyperkube token create`)"
+    )
+    p.add_argument(
+        "--discovery-token-ca-cert-hash",
+        default=None,
+        help="sha256:<hash> of the cluster CA, checked before joining",
     )
     p.set_defaults(func=run)
