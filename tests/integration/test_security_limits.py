@@ -38,6 +38,12 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[APIServerProcess]:
     try:
         call(s, "POST", "/api/v1/namespaces", {"metadata": {"name": "fuzz"}})
         call(s, "POST", "/api/v1/namespaces", {"metadata": {"name": "lim"}})
+        # a new namespace gets its kube-root-ca.crt ConfigMap a moment later: wait for it, so the
+        # fuzz test's before/after snapshots only see what the fuzzed requests did
+        for _ in range(100):
+            if call(s, "GET", "/api/v1/namespaces/fuzz/configmaps/kube-root-ca.crt")[0] == 200:
+                break
+            time.sleep(0.1)
         hyperkube("certs", "kubeconfig", "--data-dir", s.data_dir, "--user", "jane")
         # jane may do everything in "lim" (and is not system:masters, so limits apply)
         call(

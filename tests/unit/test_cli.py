@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from hyperkube.cli.main import main
 from hyperkube.cli.supervisor import Component, Supervisor
 
@@ -72,3 +74,97 @@ async def test_supervisor_reports_early_exit(tmp_path) -> None:
         raise AssertionError("start() should fail when the component exits")
     finally:
         await sup.stop()
+
+
+def _server_args(tmp_path, config: str, *flags: str):
+    import argparse
+
+    from hyperkube.cli.config import apply_config
+    from hyperkube.cli.main import build_parser
+
+    f = tmp_path / "server.yaml"
+    f.write_text(config)
+    parser = build_parser()
+    argv = ["server", "--config", str(f), *flags]
+    args = parser.parse_args(argv)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    apply_config(sub.choices["server"], args, argv[1:])
+    return args
+
+
+def test_component_config_file_flags_win(tmp_path) -> None:
+    args = _server_args(
+        tmp_path,
+        "apiVersion: hyperkube.io/v1\nkind: ServerConfiguration\nport: 7443\ndataDir: /srv/hk\nstorage: memory://\n",
+        "--port",
+        "8443",
+    )
+    assert args.port == 8443 and args.data_dir == "/srv/hk" and args.storage == "memory://"
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ("prot: 1\n", 'unknown field "prot" (valid fields:'),
+        ("port: many\n", "field \"port\": invalid value 'many'"),
+        ("port: [1, 2]\n", 'field "port": must be a single value'),
+        ("- a\n", "expected a mapping"),
+    ],
+)
+def test_component_config_errors_name_the_field(tmp_path, config: str, message: str) -> None:
+    from hyperkube.cli.config import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        _server_args(tmp_path, config)
+    assert message in str(err.value)
+
+
+def test_component_config_through_the_command(tmp_path, capsys) -> None:
+    f = tmp_path / "cm.yaml"
+    f.write_text("leaderElect: maybe\n")
+    assert main(["controller-manager", "--config", str(f)]) == 2
+    assert 'field "leaderElect"' in capsys.readouterr().err
+
+
+def test_install_kubeconfig_merges_a_context(tmp_path) -> None:
+    import stat
+
+    import yaml
+
+    from hyperkube.cli.up_cmd import install_kubeconfig
+
+    src = tmp_path / "kubeconfig"
+    src.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443"}}],
+                "users": [{"name": "admin", "user": {"client-certificate-data": "Y2VydA=="}}],
+                "contexts": [{"name": "hk", "context": {"cluster": "c", "user": "admin"}}],
+                "current-context": "hk",
+            }
+        )
+    )
+    target = tmp_path / "home" / ".kube" / "config"
+    target.parent.mkdir(parents=True)
+    target.write_text(
+        yaml.safe_dump(
+            {
+                "clusters": [{"name": "other", "cluster": {"server": "https://example.invalid"}}],
+                "contexts": [{"name": "other", "context": {"cluster": "other", "user": "u"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "current-context": "other",
+            }
+        )
+    )
+    install_kubeconfig(str(src), str(target))
+    install_kubeconfig(str(src), str(target))  # idempotent
+    doc = yaml.safe_load(target.read_text())
+    assert doc["current-context"] == "hyperkube"
+    assert [c["name"] for c in doc["contexts"]] == ["other", "hyperkube"]
+    assert (
+        next(c for c in doc["clusters"] if c["name"] == "hyperkube")["cluster"]["server"]
+        == "https://127.0.0.1:6443"
+    )
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600

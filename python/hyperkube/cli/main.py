@@ -13,6 +13,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from hyperkube.cli.config import CONFIGURABLE, ConfigError, add_config_flag, apply_config
+
 # Subcommand modules, in help order.
 # A module that does not exist yet (its component has not landed) is skipped.
 COMMANDS: tuple[str, ...] = (
@@ -50,15 +52,26 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
+    for name in CONFIGURABLE:
+        if name in sub.choices:
+            add_config_flag(sub.choices[name])
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if args.command in CONFIGURABLE and getattr(args, "config", None):
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        try:
+            apply_config(sub.choices[args.command], args, argv[1:])
+        except ConfigError as e:
+            print(f"hyperkube {args.command}: {e}", file=sys.stderr)
+            return 2
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -197,11 +197,52 @@ def missing_components(args: argparse.Namespace) -> list[str]:
     return [label for mod, label in wanted.items() if not _have(mod)]
 
 
+def install_kubeconfig(source: str, target: str, name: str = "hyperkube") -> None:
+    """Merge the cluster's kubeconfig into `target` as context `name` (cluster and user too) and
+    make it the current context; other entries are kept. Written with mode 0600."""
+    import yaml
+
+    with open(source) as f:
+        src = yaml.safe_load(f)
+    try:
+        with open(target) as f:
+            dst = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        dst = {}
+    dst.setdefault("apiVersion", "v1")
+    dst.setdefault("kind", "Config")
+    ctx = (
+        next(c for c in src["contexts"] if c["name"] == src.get("current-context"))
+        if src.get("current-context")
+        else src["contexts"][0]
+    )
+    cluster = next(c for c in src["clusters"] if c["name"] == ctx["context"]["cluster"])
+    user = next(u for u in src["users"] if u["name"] == ctx["context"]["user"])
+    for key, entry, body in (
+        ("clusters", "cluster", cluster["cluster"]),
+        ("users", "user", user["user"]),
+        ("contexts", "context", {"cluster": name, "user": name}),
+    ):
+        items = [i for i in dst.get(key) or [] if i.get("name") != name]
+        items.append({"name": name, entry: body})
+        dst[key] = items
+    dst["current-context"] = name
+    os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+    fd = os.open(target + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        yaml.safe_dump(dst, f, default_flow_style=False)
+    os.replace(target + ".tmp", target)
+
+
 def summary(args: argparse.Namespace) -> None:
     kubeconfig = os.path.join(os.path.abspath(args.data_dir), "kubeconfig")
     print()
     print(f"hyperkube is up: API server at https://127.0.0.1:{args.port}")
     print(f"  export KUBECONFIG={kubeconfig}")
+    if args.write_kubeconfig:
+        target = os.path.expanduser(args.write_kubeconfig)
+        install_kubeconfig(kubeconfig, target)
+        print(f'  (also installed as context "hyperkube" in {target}, now the current context)')
     kubectl = shutil.which("kubectl")
     if kubectl:
         print("  kubectl get nodes")
@@ -307,6 +348,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--hollow-nodes", type=int, default=0, help="simulated nodes with the fake runtime")
     p.add_argument("--runtime", choices=["runc", "process", "fake"], default=None)
+    p.add_argument(
+        "--write-kubeconfig",
+        nargs="?",
+        const="~/.kube/config",
+        default=None,
+        metavar="PATH",
+        help="also install the cluster as context 'hyperkube' in PATH (default ~/.kube/config)",
+    )
     p.add_argument("--scheduler-port", type=int, default=10259, help="scheduler health/metrics port")
     p.add_argument(
         "--controller-manager-port", type=int, default=10257, help="controller-manager health port"
