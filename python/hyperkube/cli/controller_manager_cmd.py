@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import os
 import re
 import signal
 import sys
+
+from hyperkube.cli.daemon import leader_election_error, run_daemon
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -93,33 +93,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.server and not args.kubeconfig:
         print("hyperkube controller-manager: give --kubeconfig FILE or --server URL", file=sys.stderr)
         return 2
-    if args.leader_elect and not (
-        args.leader_elect_lease_duration > args.leader_elect_renew_deadline > args.leader_elect_retry_period
-    ):
-        print(
-            "hyperkube controller-manager: need --leader-elect-lease-duration > --leader-elect-renew-deadline "
-            "> --leader-elect-retry-period",
-            file=sys.stderr,
-        )
+    if args.leader_elect and leader_election_error("controller-manager", args):
         return 2
-    logging.basicConfig(
-        level=os.environ.get("HYPERKUBE_LOG", "WARNING"),
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        return asyncio.run(_main(args))
-    except ValueError as e:
-        print(f"hyperkube controller-manager: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"hyperkube controller-manager: {e.strerror or e}", file=sys.stderr)
-        return 1
+    return run_daemon("controller-manager", lambda: _main(args))
 
 
 def _bool(text: str) -> bool:

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from hyperkube.cli.daemon import run_daemon
 from hyperkube.proxy.model import ModelError, build_model
 
 
@@ -159,20 +160,7 @@ def daemon(args: argparse.Namespace) -> int:
             "hyperkube proxy: give --kubeconfig FILE or --server URL (or use 'proxy render')", file=sys.stderr
         )
         return 2
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        return asyncio.run(_daemon(args))
-    except ValueError as e:
-        print(f"hyperkube proxy: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"hyperkube proxy: {e.strerror or e}", file=sys.stderr)
-        return 1
+    return run_daemon("proxy", lambda: _daemon(args), configure_logging=False)
 
 
 def load_objects(path: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import os
 import signal
 import sys
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import yaml
 
 from hyperkube.cli.controller_manager_cmd import _bool, duration
+from hyperkube.cli.daemon import leader_election_error, run_daemon
 
 
 async def _main(args: argparse.Namespace, config: dict[str, Any]) -> int:
@@ -73,30 +72,9 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, yaml.YAMLError, ValueError) as e:
             print(f"hyperkube scheduler: --config {args.config}: {e}", file=sys.stderr)
             return 2
-    if not (
-        args.leader_elect_lease_duration > args.leader_elect_renew_deadline > args.leader_elect_retry_period
-    ):
-        print(
-            "hyperkube scheduler: need --leader-elect-lease-duration > --leader-elect-renew-deadline "
-            "> --leader-elect-retry-period",
-            file=sys.stderr,
-        )
+    if leader_election_error("scheduler", args):
         return 2
-    logging.basicConfig(
-        level=os.environ.get("HYPERKUBE_LOG", "WARNING"),
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        return asyncio.run(_main(args, config))
-    except OSError as e:
-        print(f"hyperkube scheduler: {e.strerror or e}", file=sys.stderr)
-        return 1
+    return run_daemon("scheduler", lambda: _main(args, config))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
