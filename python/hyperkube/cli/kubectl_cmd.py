@@ -327,15 +327,10 @@ class Kubectl:
         return code
 
     def _types_and_names(self, args: list[str]) -> tuple[list[Resource], list[str]]:
+        """`pods a b`, `pods,svc`, `all`, or `pod/a pod/b` (one type per call, as kubectl prints)."""
         first, names = args[0], args[1:]
         if "/" in first:
-            types = []
-            for arg in args:
-                t, _, n = arg.partition("/")
-                types.append(resolve(t))
-                names.append(n)
-            names = [a.partition("/")[2] for a in args]
-            return types[:1], names
+            return [resolve(first.partition("/")[0])], [a.partition("/")[2] for a in args]
         if first == "all":
             return [resolve(t) for t in ALL_CATEGORY], names
         return [resolve(t) for t in first.split(",")], names
