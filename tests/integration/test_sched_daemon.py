@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from hyperkube.client import EVENTS, LEASES, NODES, PODS, Client
+from hyperkube.client.resources import PRIORITYCLASSES
 from tests.integration.conftest import APIServerProcess
 
 
@@ -143,7 +144,11 @@ async def test_schedules_binds_reports_and_requeues(srv: APIServerProcess, tmp_p
         assert cond and cond[0]["status"] == "True"
 
         await client.create(PODS, pod("big", cpu="3"), "default")
-        msg = "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 2 Insufficient cpu."
+        msg = (
+            "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 2 Insufficient cpu."
+            " preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling,"
+            " 2 No preemption victims found for incoming pod.."
+        )
 
         async def unschedulable() -> dict[str, Any] | None:
             p = await client.get(PODS, "big", "default")
@@ -250,3 +255,75 @@ async def test_two_schedulers_elect_one_leader(srv: APIServerProcess, tmp_path: 
         await client.close()
         a.stop()
         b.stop()
+
+
+async def test_preemption(srv: APIServerProcess, tmp_path: Path) -> None:
+    """DefaultPreemption: the lowest-priority victims go, nominatedNodeName is set and the pod binds
+    there; preemptionPolicy Never and equal priority do not preempt."""
+    sched = SchedulerProcess(srv, tmp_path, "--leader-elect", "false")
+    client = Client.from_kubeconfig(srv.kubeconfig)
+    try:
+        await client.create(NODES, node("p0", cpu="2"))
+        await client.create(NODES, node("p1", cpu="2"))
+        for pc, value in (
+            ("hk-sched-low", 1),
+            ("hk-sched-mid", 5),
+            ("hk-sched-high", 10),
+            ("hk-sched-top", 100),
+        ):
+            body = {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": pc}}
+            await client.create(PRIORITYCLASSES, {**body, "value": value})
+        classes = {"low-0": "low", "low-1": "low", "mid-0": "mid", "mid-1": "mid"}
+        for i, (name, pc) in enumerate(classes.items()):
+            spec = {"priorityClassName": f"hk-sched-{pc}", "nodeName": f"p{i % 2}"}
+            await client.create(PODS, pod(name, cpu="1", **spec), "default")
+
+        async def fits_nowhere(name: str) -> str | None:
+            p = await client.get(PODS, name, "default")
+            for c in (p.get("status") or {}).get("conditions") or []:
+                if c["type"] == "PodScheduled" and c["status"] == "False":
+                    return str(c["message"])
+            return None
+
+        # equal priority (1 vs the lowest, 1) and preemptionPolicy Never: no victims
+        await client.create(PODS, pod("equal", cpu="1", priorityClassName="hk-sched-low"), "default")
+        await client.create(
+            PODS, pod("never", cpu="1", priorityClassName="hk-sched-top", preemptionPolicy="Never"), "default"
+        )
+        base = "0/2 nodes are available: 2 Insufficient cpu."
+        msg = await wait_for(lambda: fits_nowhere("equal"))
+        assert (
+            msg
+            == f"{base} preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod.."
+        )
+        msg = await wait_for(lambda: fits_nowhere("never"))
+        assert msg == f"{base} preemption: not eligible due to preemptionPolicy=Never.."
+        await client.delete(PODS, "never", "default", grace_period_seconds=0)
+        await client.delete(PODS, "equal", "default", grace_period_seconds=0)
+
+        # priority 10: removing low-0 (priority 1) on p0 is enough; mid-* are kept
+        await client.create(PODS, pod("high", cpu="1", priorityClassName="hk-sched-high"), "default")
+
+        async def bound() -> str | None:
+            return (await client.get(PODS, "high", "default"))["spec"].get("nodeName")
+
+        assert await wait_for(bound) == "p0"
+        high = await client.get(PODS, "high", "default")
+        assert high["status"].get("nominatedNodeName") == "p0"
+        left = {
+            p["metadata"]["name"]
+            for p in (await client.list(PODS, "default"))["items"]
+            if not p["metadata"].get("deletionTimestamp")
+        }
+        assert left == {"low-1", "mid-0", "mid-1", "high"}
+
+        async def preempted_event() -> list[dict[str, Any]] | None:
+            evs = (await client.list(EVENTS, "default"))["items"]
+            return [e for e in evs if e.get("reason") == "Preempted"] or None
+
+        evs = await wait_for(preempted_event)
+        assert [e["involvedObject"]["name"] for e in evs] == ["low-0"]
+        assert evs[0]["message"] == f"Preempted by pod {high['metadata']['uid']} on node p0"
+    finally:
+        await client.close()
+        sched.stop()

@@ -21,10 +21,11 @@ Ties among the best nodes are broken at random (``seed=`` makes it reproducible,
 Weights and plugin args come from a KubeSchedulerConfiguration-like mapping (``config=``; see
 :mod:`hyperkube.scheduler.profile`), the same one the ``hyperkube scheduler`` daemon reads.
 
-Not modelled: volumes (VolumeBinding, VolumeZone, ...), preemption, DRA, the system default
+Not modelled: volumes (VolumeBinding, VolumeZone, ...), DRA, the system default
 topology spread constraints (they need Services/ReplicaSets), namespace labels other than
 ``kubernetes.io/metadata.name`` for namespaceSelector, and percentageOfNodesToScore (we always
-score all nodes).
+score all nodes). Preemption is the daemon's (:mod:`hyperkube.scheduler.preemption`, which
+simulates victim removal on a Cluster).
 """
 
 from __future__ import annotations

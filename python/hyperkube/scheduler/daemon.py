@@ -14,6 +14,10 @@ Pieces, as upstream's:
   ``Scheduled`` event is recorded per bound pod;
 * a pod that fits nowhere gets the ``PodScheduled=False`` condition (reason ``Unschedulable``,
   the FitError message) and a ``FailedScheduling`` Warning event, as upstream;
+* **DefaultPreemption** (:mod:`hyperkube.scheduler.preemption`) then looks for a node where
+  deleting lower-priority pods makes it fit: the victims are deleted gracefully (with a
+  ``Preempted`` event each), the pod's ``status.nominatedNodeName`` is set, and the pod comes
+  back from the unschedulable pool when the victims' deletion reaches the informer;
 * **leader election** on the ``kube-system/kube-scheduler`` Lease (``--leader-elect``), so two
   schedulers can run and one schedules;
 * ``/healthz`` (``/livez``, ``/readyz``) and ``/metrics`` (Prometheus text:
@@ -36,6 +40,7 @@ from aiohttp import web
 from hyperkube.client import NODES, PODS, Client, EventRecorder, LeaderElector, SharedInformerFactory
 from hyperkube.client.errors import ApiError, Conflict, NotFound
 from hyperkube.scheduler import Cluster, SpecError
+from hyperkube.scheduler.preemption import preempt
 from hyperkube.scheduler.queue import SchedulingQueue, pod_key
 
 log = logging.getLogger("hyperkube.scheduler")
@@ -88,6 +93,9 @@ class Scheduler:
         self.factory = SharedInformerFactory(client)
         self.nodes_inf = self.factory.informer(NODES)
         self.pods_inf = self.factory.informer(PODS)
+        self.pods_inf.add_indexers(
+            {"nodeName": lambda p: [n] if (n := (p.get("spec") or {}).get("nodeName")) else []}
+        )
         self.leader_elect = leader_elect
         self.elector = LeaderElector(
             client,
@@ -108,6 +116,7 @@ class Scheduler:
         self.runner: web.AppRunner | None = None
         self.attempts: dict[str, int] = defaultdict(int)
         self.bindings: dict[str, int] = defaultdict(int)
+        self.preemptions: dict[str, int] = defaultdict(int)
         self._hist_counts = [0] * (len(BUCKETS) + 1)
         self._hist_sum = 0.0
         self._hist_n = 0
@@ -230,7 +239,8 @@ class Scheduler:
             if node is None:
                 self.attempts["unschedulable"] += 1
                 self.queue.done_unschedulable(key)
-                self._unschedulable(pod, message or "")
+                message, nominated = self._preempt(pod, message or "")
+                self._unschedulable(pod, message, nominated)
                 continue
             try:
                 await self._bind_sem.acquire()
@@ -272,10 +282,59 @@ class Scheduler:
         finally:
             self._bind_sem.release()
 
-    def _unschedulable(self, pod: Obj, message: str) -> None:
+    def _preempt(self, pod: Obj, message: str) -> tuple[str, str | None]:
+        """Run DefaultPreemption for a pod that fits nowhere: returns the FitError message (with
+        upstream's ``preemption: ...`` suffix when it found nothing) and the nominated node."""
+        if message.startswith("invalid pod:"):
+            return message, None
+        try:
+            result = preempt(self.cluster, pod, lambda n: self.pods_inf.by_index("nodeName", n))
+        except (SpecError, ValueError, KeyError) as e:
+            log.warning("preemption for %s: %s", pod_key(pod), e)
+            return message, None
+        if result.node is None:
+            self.preemptions["none"] += 1
+            return f"{message} preemption: {result.message}.", None
+        self.preemptions["ok"] += 1
+        md = pod.get("metadata") or {}
+        for v in result.victims:
+            # the victim leaves the engine's cluster when its deletion reaches the informer
+            # (deletionTimestamp set), which re-queues the preemptor as well
+            self.recorder.event(
+                v,
+                "Normal",
+                "Preempted",
+                f"Preempted by pod {md.get('uid') or pod_key(pod)} on node {result.node}",
+            )
+            t = asyncio.get_running_loop().create_task(self._delete_victim(v))
+            self._bind_tasks.add(t)
+            t.add_done_callback(self._bind_tasks.discard)
+        log.info(
+            "preempting %d pod(s) on %s for %s: %s",
+            len(result.victims),
+            result.node,
+            pod_key(pod),
+            ", ".join(pod_key(v) for v in result.victims),
+        )
+        return message, result.node
+
+    async def _delete_victim(self, victim: Obj) -> None:
+        md = victim.get("metadata") or {}
+        ns, name = md.get("namespace") or "default", md.get("name") or ""
+        pre = {"uid": md["uid"]} if md.get("uid") else None
+        try:
+            await self.client.delete(PODS, name, ns, preconditions=pre)
+        except (NotFound, Conflict):
+            pass
+        except (TimeoutError, ApiError, OSError) as e:
+            log.warning("deleting the preemption victim %s/%s: %s", ns, name, e)
+
+    def _unschedulable(self, pod: Obj, message: str, nominated: str | None = None) -> None:
         md = pod.get("metadata") or {}
         self.recorder.event(pod, "Warning", "FailedScheduling", message)
-        for c in (pod.get("status") or {}).get("conditions") or []:
+        status = pod.get("status") or {}
+        same_nomination = nominated in (None, status.get("nominatedNodeName"))
+        for c in status.get("conditions") or [] if same_nomination else []:
             if (
                 c.get("type") == "PodScheduled"
                 and c.get("status") == "False"
@@ -284,7 +343,7 @@ class Scheduler:
             ):
                 return
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        patch = {
+        patch: Obj = {
             "status": {
                 "conditions": [
                     {
@@ -298,6 +357,8 @@ class Scheduler:
                 ]
             }
         }
+        if nominated:
+            patch["status"]["nominatedNodeName"] = nominated
         t = asyncio.get_running_loop().create_task(
             self._patch_status(md.get("namespace") or "default", md.get("name") or "", patch)
         )
@@ -368,6 +429,10 @@ class Scheduler:
             "# TYPE scheduler_bindings_total counter",
             f'scheduler_bindings_total{{result="ok"}} {self.bindings["ok"]}',
             f'scheduler_bindings_total{{result="error"}} {self.bindings["error"]}',
+            "# HELP scheduler_preemption_attempts_total Preemption attempts, by whether a node was found.",
+            "# TYPE scheduler_preemption_attempts_total counter",
+            f'scheduler_preemption_attempts_total{{result="nominated"}} {self.preemptions["ok"]}',
+            f'scheduler_preemption_attempts_total{{result="none"}} {self.preemptions["none"]}',
             "# HELP leader_election_master_status Whether this instance is the leader.",
             "# TYPE leader_election_master_status gauge",
             f'leader_election_master_status{{name="kube-scheduler"}} {int(self.is_leader)}',
