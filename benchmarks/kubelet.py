@@ -8,8 +8,15 @@
 2. **Hollow nodes**: N hollow kubelets in this process against the same server; after registration, the
    process's RSS growth per node and its CPU time per node over a steady-state window (leases every 10 s,
    status checks) are reported. kubemark's rule of thumb is ~10 hollow nodes per core.
+3. **Hollow cluster** (issue 7's integration at full size): the real API server, ``hyperkube scheduler``,
+   ``hyperkube controller-manager`` and ``hyperkube kubelet --hollow N`` as separate processes; a Deployment
+   of M replicas; reported: time from the Deployment's create to M pods Running, as pods/s, and whether
+   every node stayed Ready. Baseline in the same run: the API server alone creating the same M pods
+   (already bound, no controllers), i.e. the store's write floor. Default 1,000 nodes / 30,000 pods
+   (``--quick``: 100 / 1,000).
 
-    python -m benchmarks.kubelet [--quick] [--pods 100] [--hollow 5000] [--window 30] [--only startup|hollow] [--json FILE]
+    python -m benchmarks.kubelet [--quick] [--pods 100] [--hollow 5000] [--window 30] [--only startup|hollow|cluster]
+                                 [--cluster-nodes 1000] [--cluster-pods 30000] [--json FILE]
 """
 
 from __future__ import annotations
@@ -198,12 +205,106 @@ async def hollow_density(n: int, window: float, tmp: str) -> list[dict[str, Any]
     ]  # fmt: skip
 
 
+def _spawn(tmp: str, name: str, *args: str) -> subprocess.Popen[bytes]:
+    log = open(os.path.join(tmp, f"{name}.log"), "wb")  # noqa: SIM115 - lives as long as the process
+    return subprocess.Popen(
+        [sys.executable, "-m", "hyperkube.cli.main", *args], stdout=log, stderr=subprocess.STDOUT
+    )
+
+
+def _ready(node: dict[str, Any]) -> bool:
+    conds = (node.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+
+
+async def _count_running(client: Any, ns: str) -> int:
+    from hyperkube.client import PODS
+
+    n = 0
+    async for page in client.iter_pages(PODS, ns, page_size=5000):
+        n += sum(1 for p in page["items"] if (p.get("status") or {}).get("phase") == "Running")
+    return n
+
+
+async def hollow_cluster(nodes: int, pods: int, tmp: str) -> list[dict[str, Any]]:
+    from hyperkube.client import DEPLOYMENTS, NAMESPACES, NODES, PODS, Client
+
+    d = os.path.join(tmp, "capi")
+    os.makedirs(d)
+    proc, url, kubeconfig = start_server(d)
+    procs = [
+        _spawn(tmp, "controller-manager", "controller-manager", "--kubeconfig", kubeconfig, "--secure-port", "0",
+               "--node-monitor-grace-period", "40s"),
+        _spawn(tmp, "scheduler", "scheduler", "--kubeconfig", kubeconfig, "--secure-port", "0", "--leader-elect",
+               "false"),
+        _spawn(tmp, "hollow", "kubelet", "--hollow", str(nodes), "--kubeconfig", kubeconfig, "--data-dir",
+               os.path.join(tmp, "hollow-cluster"), "--quiet"),
+    ]  # fmt: skip
+    client = Client.from_kubeconfig(kubeconfig, max_connections=16)
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            items = (await client.list(NODES))["items"]
+            if len(items) == nodes and all(_ready(n) for n in items):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {len(items)} of {nodes} hollow nodes registered")
+            await asyncio.sleep(1)
+        # baseline: the API server alone writing the same number of (already bound) pods
+        await client.create(NAMESPACES, {"metadata": {"name": "floor"}})
+        sem = asyncio.Semaphore(16)
+
+        async def one(i: int) -> None:
+            async with sem:
+                await client.create(PODS, {"metadata": {"name": f"f-{i}"}, "spec": {
+                    "nodeName": "no-such-node", "containers": [{"name": "c", "image": "busybox"}]}}, "floor")  # fmt: skip
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(pods)))
+        floor = time.perf_counter() - t0
+        deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "load"}, "spec": {
+            "replicas": pods, "selector": {"matchLabels": {"app": "load"}}, "template": {
+                "metadata": {"labels": {"app": "load"}}, "spec": {"containers": [{"name": "c", "image": "busybox",
+                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}}}  # fmt: skip
+        t0 = time.perf_counter()
+        await client.create(DEPLOYMENTS, deploy, "default")
+        deadline = time.monotonic() + 3600
+        while (running := await _count_running(client, "default")) < pods:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {running} of {pods} pods Running after an hour")
+            await asyncio.sleep(2)
+        took = time.perf_counter() - t0
+        items = (await client.list(NODES))["items"]
+        not_ready = [n["metadata"]["name"] for n in items if not _ready(n)]
+    finally:
+        await client.close()
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(60)
+        proc.terminate()
+        proc.wait(30)
+    return [
+        {"metric": f"Deployment of {pods} pods on {nodes} hollow nodes: all Running", "value": took, "unit": "s"},
+        {"metric": "pods Running per second (controller-manager + scheduler + hollow kubelets)",
+         "value": pods / took, "unit": "pods/s", "ratio": floor / took,
+         "baseline": f"of the API server alone creating {pods} bound pods ({pods / floor:.0f}/s)"},
+        {"metric": "nodes not Ready after the run", "value": len(not_ready), "unit": "nodes"},
+    ]  # fmt: skip
+
+
 def main() -> int:
     p = parser(__doc__ or "")
     p.add_argument("--pods", type=int, default=None)
     p.add_argument("--hollow", type=int, default=None)
     p.add_argument("--window", type=float, default=None)
-    p.add_argument("--only", choices=["startup", "hollow"], default=None, help="run one of the two parts")
+    p.add_argument(
+        "--only", choices=["startup", "hollow", "cluster"], default=None, help="run one of the parts"
+    )
+    p.add_argument("--cluster-nodes", type=int, default=None, help="hollow nodes of the cluster run (1000)")
+    p.add_argument(
+        "--cluster-pods", type=int, default=None, help="Deployment replicas of the cluster run (30000)"
+    )
     args = p.parse_args()
     pods = args.pods or (20 if args.quick else 100)
     hollow = args.hollow or (200 if args.quick else 5000)
@@ -218,13 +319,17 @@ def main() -> int:
         except ImportError:
             factory = None
         with asyncio.Runner(loop_factory=factory) as runner:
-            if args.only != "hollow":
+            if args.only in (None, "startup"):
                 if os.geteuid() == 0 and shutil.which("runc"):
                     rows += runner.run(startup_latency(pods, tmp))
                 else:
                     print("# pod startup latency skipped: needs root and runc", file=sys.stderr)
-            if args.only != "startup":
+            if args.only in (None, "hollow"):
                 rows += runner.run(hollow_density(hollow, window, tmp))
+            if args.only in (None, "cluster"):
+                cn = args.cluster_nodes or (100 if args.quick else 1000)
+                cp = args.cluster_pods or (1000 if args.quick else 30000)
+                rows += runner.run(hollow_cluster(cn, cp, tmp))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     report("kubelet", rows, args.json)

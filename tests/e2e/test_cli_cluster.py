@@ -59,7 +59,7 @@ APP = textwrap.dedent(
     metadata: {name: client}
     spec:
       nodeSelector: {kubernetes.io/hostname: node-1}
-      containers: [{name: c, image: busybox:latest, imagePullPolicy: Never, command: ["sleep", "3600"]}]
+      containers: [{name: c, image: busybox:latest, imagePullPolicy: Never, command: ["sh", "-c", "echo client up; exec sleep 3600"]}]
     """
 )
 FETCH = "import urllib.request as u; print(u.urlopen('http://{ip}/', timeout=3).read().decode().strip())"
@@ -153,6 +153,11 @@ def test_one_command_cluster_end_to_end(tmp_path) -> None:
             assert r.returncode == 0, r.stderr
             seen.add(r.stdout.strip())
         assert len(seen) == 2 and all(s.startswith("hello from web-") for s in seen), seen
+        # kubectl logs: the API server calls node-1's kubelet over HTTPS (the kubelet's serving
+        # certificate verified against the cluster CA; the API server's client certificate
+        # kube-apiserver-kubelet-client, which the kubelet requires and authorizes)
+        assert run_kubectl(kubeconfig, "logs", "client").stdout == "client up\n"
+        assert "server https://" in open(os.path.join(data_dir, "logs", "node-1.log")).read()
         env = dict(os.environ, KUBECONFIG=kubeconfig)
         ours = subprocess.run(
             [*hk, "kubectl", "get", "pods"], capture_output=True, text=True, env=env, timeout=60

@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import copy
 import logging
+import os
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -249,6 +251,9 @@ class APIServer:
         )
         self.metrics.watchers = lambda: {p: len(c.watchers) for p, c in self.registry.caches.items()}
         self.http: ClientSession | None = None
+        # TLS towards kubelets (their serving certs verified against the cluster CA, our client
+        # cert apiserver-kubelet-client); None with --insecure-http: kubelets are called over HTTP
+        self.kubelet_tls: ssl.SSLContext | None = None
         self._watch_tasks: set[asyncio.Task[Any]] = set()
         self.started_at = time.time()
 
@@ -257,6 +262,14 @@ class APIServer:
     async def on_startup(self, app: web.Application) -> None:
         await self.registry.start()
         self.http = ClientSession(timeout=ClientTimeout(total=2))
+        sec = self.options.security
+        pki = getattr(sec, "pki", None)
+        if pki is not None and not sec.insecure:
+            pair = pki.pair("apiserver-kubelet-client")
+            if os.path.exists(pair.cert):
+                ctx = ssl.create_default_context(cafile=pki.ca.cert)
+                ctx.load_cert_chain(pair.cert, pair.key)
+                self.kubelet_tls = ctx
 
     async def on_cleanup(self, app: web.Application) -> None:
         await self.registry.stop()
@@ -738,7 +751,9 @@ class APIServer:
                 f"the kubelet of node {node_name} has not published its address and port (status.addresses InternalIP, "
                 f"status.daemonEndpoints.kubeletEndpoint.Port), so the logs of pod {name} cannot be fetched"
             )
-        url = f"http://{addr}:{port}/containerLogs/{ns}/{name}/{container}"
+        scheme = "https" if self.kubelet_tls is not None else "http"
+        host = f"[{addr}]" if ":" in addr else addr
+        url = f"{scheme}://{host}:{port}/containerLogs/{ns}/{name}/{container}"
         params = {
             k: v
             for k, v in request.query.items()
@@ -751,7 +766,9 @@ class APIServer:
                 if params.get("follow") == "true"
                 else ClientTimeout(total=30)
             )
-            async with self.http.get(url, params=params, timeout=timeout) as upstream:
+            async with self.http.get(
+                url, params=params, timeout=timeout, ssl=self.kubelet_tls if self.kubelet_tls else True
+            ) as upstream:
                 if upstream.status != 200:
                     text = await upstream.text()
                     raise ApiError(

@@ -3,6 +3,7 @@
     hyperkube kubelet [--kubeconfig FILE | --server URL] [--node-name NAME] [--data-dir DIR]
                       [--runtime runc|process|fake] [--netns NAME] [--node-ip IP] [--pod-cidr CIDR]
                       [--address ADDR] [--port N] [--capacity cpu=4,memory=8Gi] [--node-labels k=v,...]
+                      [--tls-cert-file F --tls-private-key-file F --client-ca-file F]
     hyperkube kubelet --hollow N [--hollow-prefix hollow-node-] ...
 
 State lives in ``DIR/kubelet/<node>/`` (containers, pod volumes, logs, CNI state); images come from
@@ -10,6 +11,12 @@ State lives in ``DIR/kubelet/<node>/`` (containers, pod volumes, logs, CNI state
 plugins: bridge, veths, IPAM, hostPort rules) happens inside that network namespace, which plays the
 node's host network (``hyperkube up`` gives each local node one). Stopping the kubelet leaves containers
 running; the next kubelet on the same data dir adopts them.
+
+The kubelet's server (logs for ``kubectl logs``) is HTTPS with a serving certificate and required client
+certificates of the cluster CA when ``--tls-cert-file``/``--tls-private-key-file``/``--client-ca-file``
+are given, or when ``DIR/pki/kubelet-<node>-serving.crt`` and ``DIR/pki/ca.crt`` exist (what
+``hyperkube up`` issues); otherwise plain HTTP without authentication, with a loud warning (see
+``hyperkube.kubelet.server``).
 """
 
 from __future__ import annotations
@@ -92,6 +99,26 @@ def build_kubelet(args: argparse.Namespace, client: Any) -> Any:
     )
 
 
+def serving_tls(args: argparse.Namespace, node_name: str) -> Any:
+    """The server's TLS context: from the flags, else from the data dir's PKI files, else None."""
+    from hyperkube.kubelet import server
+
+    pki = os.path.join(args.data_dir, "pki")
+    cert = args.tls_cert_file or ""
+    key = args.tls_private_key_file or ""
+    ca = args.client_ca_file or ""
+    if not (cert or key or ca):
+        dcert = os.path.join(pki, f"kubelet-{node_name}-serving.crt")
+        if not os.path.exists(dcert) or not os.path.exists(os.path.join(pki, "ca.crt")):
+            return None
+        cert, key, ca = dcert, dcert[: -len(".crt")] + ".key", os.path.join(pki, "ca.crt")
+    missing = [f for f, v in (("--tls-cert-file", cert), ("--tls-private-key-file", key),
+                              ("--client-ca-file", ca)) if not v]  # fmt: skip
+    if missing:
+        raise SystemExit(f"hyperkube kubelet: HTTPS needs {', '.join(missing)} too")
+    return server.server_ssl_context(cert, key, ca)
+
+
 async def _main(args: argparse.Namespace) -> int:
     from hyperkube.kubelet import server
 
@@ -124,17 +151,20 @@ async def _main(args: argparse.Namespace) -> int:
             return 0
         kl = build_kubelet(args, client)
         address = args.address
+        tls = serving_tls(args, kl.node_name)
         if args.port >= 0:
             if args.netns and args.node_ip and not ipaddress.ip_address(args.node_ip).is_loopback:
                 # the node's address exists only inside its namespace: listen there (see server.py)
                 netns = f"/run/netns/{args.netns}" if "/" not in args.netns else args.netns
                 address = args.node_ip or "0.0.0.0"
-                runner, kl.kubelet_port = await server.serve(kl, address, args.port, netns=netns)
+                runner, kl.kubelet_port = await server.serve(
+                    kl, address, args.port, netns=netns, ssl_context=tls
+                )
             else:
-                runner, kl.kubelet_port = await server.serve(kl, address, args.port)
+                runner, kl.kubelet_port = await server.serve(kl, address, args.port, ssl_context=tls)
         await kl.start()
         print(f"hyperkube kubelet: node {kl.node_name} registered (runtime {kl.runtime.name}, "
-              f"server {address}:{kl.kubelet_port})", flush=True)  # fmt: skip
+              f"server {'https' if tls else 'http'}://{address}:{kl.kubelet_port})", flush=True)  # fmt: skip
         await stop.wait()
         await kl.stop(cleanup=args.cleanup_on_exit)
         return 0
@@ -182,6 +212,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--port", type=int, default=10250, help="port of the kubelet's HTTP server (0: any free port)"
     )
+    p.add_argument("--tls-cert-file", default=None,
+                   help="serving certificate of the kubelet's server (HTTPS; default: DIR/pki/kubelet-NODE-serving.crt "
+                   "if it exists)")  # fmt: skip
+    p.add_argument("--tls-private-key-file", default=None, help="key of --tls-cert-file")
+    p.add_argument("--client-ca-file", default=None,
+                   help="CA whose client certificates the server requires (default: DIR/pki/ca.crt)")  # fmt: skip
     p.add_argument("--capacity", default="", help="override capacity, e.g. cpu=4,memory=8Gi,pods=110")
     p.add_argument("--node-labels", default="", help="extra node labels k=v,...")
     p.add_argument("--lease-interval", type=float, default=10.0, help="node lease renewal period (s)")

@@ -326,10 +326,15 @@ async def _start_all(
     for c in components(args, node_nets):
         await sup.start(c)
         if c.name == "apiserver" and args.nodes:
+            from hyperkube.apiserver.auth.pki import PKI
             from hyperkube.apiserver.credentials import node_kubeconfig
 
+            pki = PKI(os.path.join(args.data_dir, "pki"))
             for i in range(args.nodes):
                 node_kubeconfig(args.data_dir, f"node-{i + 1}")
+                # the kubelet's HTTPS serving certificate (the API server verifies it for pods/log)
+                ips = ["127.0.0.1"] + ([node_nets[i].ip] if node_nets else [])
+                pki.ensure_kubelet_serving(f"node-{i + 1}", ips)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,7 +8,9 @@ Layout under ``<data-dir>/pki`` (as kubeadm's /etc/kubernetes/pki):
   ``kubernetes.default.svc.cluster.local`` and the first service IP.
 - ``<name>.crt`` / ``.key`` for client identities: ``admin`` (CN=admin, O=system:masters),
   ``scheduler`` (CN=system:kube-scheduler), ``controller-manager``
-  (CN=system:kube-controller-manager), ``proxy`` (CN=system:kube-proxy), and per node
+  (CN=system:kube-controller-manager), ``proxy`` (CN=system:kube-proxy),
+  ``apiserver-kubelet-client`` (CN=kube-apiserver-kubelet-client, O=system:masters: the API server
+  calling kubelets), and per node
   ``kubelet-<node>`` (CN=system:node:<node>, O=system:nodes).
 - ``sa.key`` / ``sa.pub``: the ServiceAccount token signing key.
 
@@ -38,6 +40,8 @@ CLIENT_IDENTITIES: dict[str, tuple[str, list[str]]] = {
     "scheduler": ("system:kube-scheduler", []),
     "controller-manager": ("system:kube-controller-manager", []),
     "proxy": ("system:kube-proxy", []),
+    # the API server's identity towards kubelets (pods/log), as kubeadm's apiserver-kubelet-client
+    "apiserver-kubelet-client": ("kube-apiserver-kubelet-client", ["system:masters"]),
 }
 
 
