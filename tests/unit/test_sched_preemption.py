@@ -131,3 +131,7 @@ def test_respects_filters() -> None:
     r = preempt(c, pod("new", "2", 1), on)
     assert r.node is None
     assert r.message == f"0/2 nodes are available: 1 {NO_VICTIMS}, 1 {NOT_HELPFUL}."
+    # the daemon passes the FitError message: same answer, counted from its reasons
+    fit = c.place_one(pod("new", "2", 1), assume=False).message
+    assert fit is not None and "untolerated taint" in fit
+    assert preempt(c, pod("new", "2", 1), on, fit_message=fit).message == r.message

@@ -288,7 +288,9 @@ class Scheduler:
         if message.startswith("invalid pod:"):
             return message, None
         try:
-            result = preempt(self.cluster, pod, lambda n: self.pods_inf.by_index("nodeName", n))
+            result = preempt(
+                self.cluster, pod, lambda n: self.pods_inf.by_index("nodeName", n), fit_message=message
+            )
         except (SpecError, ValueError, KeyError) as e:
             log.warning("preemption for %s: %s", pod_key(pod), e)
             return message, None

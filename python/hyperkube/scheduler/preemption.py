@@ -80,6 +80,18 @@ def _fits(cluster: Cluster, spec: Mapping[str, Any], node: str) -> bool:
     return r.node == node
 
 
+def _unresolvable_counts(message: str) -> int:
+    """How many nodes a FitError message counts under unresolvable reasons (a filter that fails
+    that way stops the node's filtering, so each such node is counted once)."""
+    _, _, reasons = message.partition(": ")
+    total = 0
+    for reason in reasons.rstrip(".").split(", "):
+        count, _, text = reason.partition(" ")
+        if text.startswith(_UNRESOLVABLE) and count.isdigit():
+            total += int(count)
+    return total
+
+
 def unresolvable(cluster: Cluster, spec: Mapping[str, Any], node: str) -> bool:
     """Whether ``node`` fails the pod for a reason removing pods cannot fix (upstream's
     UnschedulableAndUnresolvable: preemption "is not helpful" there)."""
@@ -89,14 +101,9 @@ def unresolvable(cluster: Cluster, spec: Mapping[str, Any], node: str) -> bool:
     r = cluster.place_specs([{**spec, "node_name": node}], assume=False, tie_break="first")[0]
     if r.node is not None or not r.message:
         return False
-    _, _, reasons = r.message.partition(": ")
-    for reason in reasons.rstrip(".").split(", "):
-        _, _, text = reason.partition(" ")
-        if text == "node(s) didn't match the requested node name":
-            continue  # the other nodes, excluded by the pinning above
-        if text.startswith(_UNRESOLVABLE):
-            return True
-    return False
+    # the other nodes fail on the pinning we added; what is left is this node's reason
+    msg = r.message.replace("didn't match the requested node name", "")
+    return _unresolvable_counts(msg) > 0
 
 
 def select_victims(
@@ -146,8 +153,13 @@ def preempt(
     pod: Mapping[str, Any],
     pods_on_node: Callable[[str], Sequence[Obj]],
     spec: Mapping[str, Any] | None = None,
+    fit_message: str | None = None,
 ) -> Preemption:
-    """Find the node and victims that let ``pod`` (which fits nowhere) schedule."""
+    """Find the node and victims that let ``pod`` (which fits nowhere) schedule.
+
+    ``fit_message``: the pod's FitError message; when given, the nodes where preemption is not
+    helpful are counted from it instead of filtering each node again. Either way only nodes with
+    lower-priority pods are simulated (an unresolvable node fails that simulation too)."""
     ok, msg = eligible(pod)
     if not ok:
         return Preemption(message=msg)
@@ -157,13 +169,15 @@ def preempt(
     candidates: list[tuple[str, list[Obj]]] = []
     not_helpful = 0
     for n in nodes:
-        if unresolvable(cluster, spec, n):
+        if fit_message is None and unresolvable(cluster, spec, n):
             not_helpful += 1
             continue
         victims = select_victims(cluster, spec, priority, n, pods_on_node(n))
         if victims:
             candidates.append((n, victims))
     if not candidates:
+        if fit_message is not None:
+            not_helpful = min(_unresolvable_counts(fit_message), len(nodes))
         # upstream's FitError histogram: the "<count> <reason>" strings, sorted
         counts = {NOT_HELPFUL: not_helpful, NO_VICTIMS: len(nodes) - not_helpful}
         parts = ", ".join(sorted(f"{c} {r}" for r, c in counts.items() if c))
