@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from aiohttp import ClientConnectorError, ClientSession, ClientTimeout, web
+from aiohttp import ClientConnectorError, ClientSession, ClientSSLError, ClientTimeout, web
 
 from hyperkube.api import errors, protobuf, tables
 from hyperkube.api.errors import ApiError
@@ -783,8 +783,15 @@ class APIServer:
                 await resp.write_eof()
                 return resp
         except OSError as e:
+            hint = (
+                " (the API server calls kubelets over HTTPS: the kubelet needs a serving certificate of the "
+                "cluster CA, e.g. `hyperkube certs kubeconfig --node NAME --serving-ip IP` and its "
+                "--tls-cert-file/--tls-private-key-file/--client-ca-file)"
+                if self.kubelet_tls is not None and isinstance(e, ssl.SSLError | ClientSSLError)
+                else ""
+            )
             raise errors.service_unavailable(
-                f'Get "{url}": the kubelet of node {node_name} is not reachable: {e}'
+                f'Get "{url}": the kubelet of node {node_name} is not reachable: {e}{hint}'
             ) from None
 
     # --- componentstatuses ------------------------------------------------------------------------
