@@ -40,33 +40,43 @@ def test_rejects_inconsistent_timings() -> None:
         LeaderElector(c, "x", renew_deadline=2, retry_period=2)
 
 
+async def _stop(*tasks: asyncio.Task) -> None:
+    """Cancel and reap, bounded: a stuck elector fails the test instead of hanging the run."""
+    for t in tasks:
+        t.cancel()
+    await asyncio.wait(tasks, timeout=10)
+
+
 async def test_one_leader_and_failover(fake_client: Client, fake_api: FakeApiServer) -> None:
     started: list[str] = []
     stopped: list[str] = []
     a = elector(fake_client, "a", started, stopped)
     b = elector(fake_client, "b", started, stopped, release_on_cancel=False)
     ta = asyncio.create_task(a.run())
-    await eventually(lambda: started == ["a"])
-    tb = asyncio.create_task(b.run())
-    await asyncio.sleep(0.5)
-    assert started == ["a"] and not b.is_leader and b.leader == "a"
-    lease = await fake_client.get(LEASES, "kube-controller-manager", "kube-system")
-    spec = lease["spec"]
-    assert (
-        spec["holderIdentity"] == "a" and spec["leaseTransitions"] == 0 and spec["leaseDurationSeconds"] == 1
-    )
-    assert spec["renewTime"].endswith("Z") and "." in spec["renewTime"]
-    # a stops cleanly: it releases the lease and b takes over quickly
-    ta.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await ta
-    assert stopped == ["a"]
-    await eventually(lambda: started == ["a", "b"], timeout=5)
-    lease = await fake_client.get(LEASES, "kube-controller-manager", "kube-system")
-    assert lease["spec"]["holderIdentity"] == "b" and lease["spec"]["leaseTransitions"] == 1
-    tb.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await tb
+    tb: asyncio.Task | None = None
+    try:
+        await eventually(lambda: started == ["a"])
+        tb = asyncio.create_task(b.run())
+        await asyncio.sleep(0.5)
+        assert started == ["a"] and not b.is_leader and b.leader == "a"
+        lease = await fake_client.get(LEASES, "kube-controller-manager", "kube-system")
+        spec = lease["spec"]
+        assert (
+            spec["holderIdentity"] == "a"
+            and spec["leaseTransitions"] == 0
+            and spec["leaseDurationSeconds"] == 1
+        )
+        assert spec["renewTime"].endswith("Z") and "." in spec["renewTime"]
+        # a stops cleanly: it releases the lease and b takes over quickly
+        ta.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(ta, 10)
+        assert stopped == ["a"]
+        await eventually(lambda: started == ["a", "b"], timeout=15)
+        lease = await fake_client.get(LEASES, "kube-controller-manager", "kube-system")
+        assert lease["spec"]["holderIdentity"] == "b" and lease["spec"]["leaseTransitions"] == 1
+    finally:
+        await _stop(ta, *([tb] if tb is not None else []))
 
 
 async def test_crashed_leader_is_replaced_after_lease_duration(
