@@ -451,6 +451,18 @@ def _binding_subjects(b: Obj, kind: str) -> str:
     return ",".join(out)
 
 
+def _binding_row(o: Obj) -> list[Any]:
+    ref = o.get("roleRef") or {}
+    return [
+        _name(o),
+        f"{ref.get('kind')}/{ref.get('name')}",
+        _age(o),
+        _binding_subjects(o, "User"),
+        _binding_subjects(o, "Group"),
+        _binding_subjects(o, "ServiceAccount"),
+    ]
+
+
 CREATED_AT: Col = (
     "Created At",
     "date",
@@ -566,14 +578,7 @@ GENERIC: dict[str, tuple[list[Col], Callable[[Obj], list[Any]]]] = {
             ("Groups", "string", 1, "Groups in the roleBinding"),
             ("ServiceAccounts", "string", 1, "ServiceAccounts in the roleBinding"),
         ],
-        lambda o: [
-            _name(o),
-            f"{(o.get('roleRef') or {}).get('kind')}/{(o.get('roleRef') or {}).get('name')}",
-            _age(o),
-            _binding_subjects(o, "User"),
-            _binding_subjects(o, "Group"),
-            _binding_subjects(o, "ServiceAccount"),
-        ],
+        _binding_row,
     ),
     "clusterrolebindings": (
         [
@@ -584,14 +589,7 @@ GENERIC: dict[str, tuple[list[Col], Callable[[Obj], list[Any]]]] = {
             ("Groups", "string", 1, "Groups in the clusterRoleBinding"),
             ("ServiceAccounts", "string", 1, "ServiceAccounts in the clusterRoleBinding"),
         ],
-        lambda o: [
-            _name(o),
-            f"{(o.get('roleRef') or {}).get('kind')}/{(o.get('roleRef') or {}).get('name')}",
-            _age(o),
-            _binding_subjects(o, "User"),
-            _binding_subjects(o, "Group"),
-            _binding_subjects(o, "ServiceAccount"),
-        ],
+        _binding_row,
     ),
     "priorityclasses": (
         [

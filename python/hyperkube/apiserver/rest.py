@@ -74,6 +74,13 @@ RETURN_DELETED = {
 MAX_RETRIES = 16
 
 
+def too_large_rv(requested: int, current: int) -> ApiError:
+    """Upstream's answer to a resourceVersion newer than the store (504, retry in a second)."""
+    return ApiError(
+        504, "Timeout", f"Too large resource version: {requested}, current: {current}", retry_after=1
+    )
+
+
 @dataclass
 class DeleteOptions:
     grace_period: int | None = None
@@ -291,28 +298,26 @@ class Registry:
     async def list_kvs(self, res: Resource, ns: str | None, o: ListOptions) -> st.ListResult:
         """The raw stored values of an unpaginated list (decoded and filtered by the caller in
         chunks, so a large list is never held as objects all at once)."""
-        revision: int | None = None
-        if o.resource_version and o.resource_version != "0":
-            want = int(o.resource_version)
-            if o.resource_version_match == "Exact":
-                revision = want
-            else:
-                cur = await self.store.current_revision()
-                if want > cur:
-                    raise ApiError(
-                        504, "Timeout", f"Too large resource version: {want}, current: {cur}", retry_after=1
-                    )
+        revision = await self._list_revision(o)
         try:
             return await self._timed("list", self.store.list(res.prefix(ns), revision=revision))
         except st.Compacted as e:
             raise errors.gone(f"too old resource version: {e.requested} ({e.compacted + 1})") from None
         except st.FutureRevision as e:
-            raise ApiError(
-                504,
-                "Timeout",
-                f"Too large resource version: {e.requested}, current: {e.current}",
-                retry_after=1,
-            ) from None
+            raise too_large_rv(e.requested, e.current) from None
+
+    async def _list_revision(self, o: ListOptions) -> int | None:
+        """The revision a list is served at: the exact resourceVersion with
+        resourceVersionMatch=Exact, else the latest (checked not to be behind a newer asked one)."""
+        if not o.resource_version or o.resource_version == "0":
+            return None
+        want = int(o.resource_version)
+        if o.resource_version_match == "Exact":
+            return want
+        cur = await self.store.current_revision()
+        if want > cur:
+            raise too_large_rv(want, cur)
+        return None
 
     def matches(self, res: Resource, o: ListOptions, obj: Obj) -> bool:
         return self._matches(res, o, obj)
@@ -325,16 +330,8 @@ class Registry:
             revision, start = decode_continue(o.continue_token)
             if not start.startswith(prefix):
                 raise errors.bad_request("continue key is not valid: it does not belong to this list")
-        elif o.resource_version and o.resource_version != "0":
-            want = int(o.resource_version)
-            if o.resource_version_match == "Exact":
-                revision = want
-            else:
-                cur = await self.store.current_revision()
-                if want > cur:
-                    raise ApiError(
-                        504, "Timeout", f"Too large resource version: {want}, current: {cur}", retry_after=1
-                    )
+        else:
+            revision = await self._list_revision(o)
         filtering = o.selector is not None or bool(o.field_reqs)
         items: list[Obj] = []
         next_key: str | None = None
@@ -356,12 +353,7 @@ class Registry:
                     ) from None
                 raise errors.gone(f"too old resource version: {e.requested} ({e.compacted + 1})") from None
             except st.FutureRevision as e:
-                raise ApiError(
-                    504,
-                    "Timeout",
-                    f"Too large resource version: {e.requested}, current: {e.current}",
-                    retry_after=1,
-                ) from None
+                raise too_large_rv(e.requested, e.current) from None
             revision = r.revision
             stopped = False
             for i, kv in enumerate(r.items):
